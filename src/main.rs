@@ -1,1 +1,211 @@
-fn main(){}
+//! The `hss-exporter` binary: parse the command line, load the config, set up logging, run
+//! until a signal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hss_exporter::config::{self, Settings};
+use hss_exporter::{demo::Demo, metrics::Store, scheduler, Exporter};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "hss-exporter",
+    version,
+    about = "Prometheus exporter for Huawei Cloud HSS image-registry access statistics"
+)]
+struct Cli {
+    /// Configuration file (YAML).
+    #[arg(long, global = true, value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Address to serve /metrics on; overrides web.listen_address.
+    #[arg(long = "web.listen-address", global = true, value_name = "ADDR")]
+    listen_address: Option<String>,
+    /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
+    #[arg(
+        long = "log.level",
+        global = true,
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    log_level: String,
+    #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration, print the targets and the minimum interval per account.
+    CheckConfig,
+    /// Poll every target once (within the rate limits), print the metrics, exit 1 if any failed.
+    Once,
+    /// Run against a built-in simulated HSS API; no cloud account needed.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.log_level, cli.log_format) {
+        eprintln!("hss-exporter: --log.level: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hss-exporter: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hss-exporter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Demo) => {
+            let listen = cli.listen_address.as_deref().unwrap_or("127.0.0.1:9943");
+            let demo = Demo::start(listen).await?;
+            let listener = demo
+                .listener()
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let exporter = Exporter::start(&demo.settings, listener)?;
+            println!("hss-exporter demo: metrics at http://{}/metrics (status page http://{}/, simulated API {})", exporter.addr, exporter.addr, demo.api_url());
+            shutdown_signal().await;
+            exporter.shutdown().await;
+            demo.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::CheckConfig) => {
+            let Some(settings) = load(&cli)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            print_plan(&settings);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Once) => {
+            let Some(settings) = load(&cli)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let store = Arc::new(Store::new(settings.poll.stale_after));
+            let failed = scheduler::poll_once(&settings, store.clone()).await?;
+            use std::io::Write as _;
+            std::io::stdout().write_all(&store.render())?;
+            if failed > 0 {
+                eprintln!(
+                    "hss-exporter: {failed} of {} targets failed",
+                    settings.targets().count()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let Some(settings) = load(&cli)? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let listener = TcpListener::bind(settings.listen_address)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.listen_address))?;
+            let exporter = Exporter::start(&settings, listener)?;
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            exporter.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads the config; on errors prints one line each to stderr and returns `None`.
+fn load(cli: &Cli) -> anyhow::Result<Option<Settings>> {
+    let env: config::Env = std::env::vars().collect();
+    let mut settings = match config::load_file(&cli.config, &env) {
+        Ok(s) => s,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("hss-exporter: {}: {line}", cli.config.display());
+            }
+            return Ok(None);
+        }
+    };
+    if let Some(addr) = &cli.listen_address {
+        settings.listen_address = config::parse_listen_address(addr)
+            .with_context(|| format!("--web.listen-address: invalid address {addr:?}"))?;
+    }
+    Ok(Some(settings))
+}
+
+fn print_plan(settings: &Settings) {
+    println!(
+        "configuration OK: {} accounts, {} targets, poll.interval {}",
+        settings.accounts.len(),
+        settings.targets().count(),
+        humantime::format_duration(settings.poll.interval)
+    );
+    for a in &settings.accounts {
+        let need = config::min_interval(a.targets.len(), a.rate_limit_per_minute);
+        println!(
+            "account {} (region {}, {} auth, {} calls/min, endpoint {}): {} targets, minimum interval {}",
+            a.name, a.region, a.credentials.kind(), a.rate_limit_per_minute, a.endpoint, a.targets.len(),
+            humantime::format_duration(std::time::Duration::from_secs(need.as_secs_f64().ceil() as u64))
+        );
+        for t in &a.targets {
+            println!("  {t}");
+        }
+    }
+    for w in scheduler::capacity_warnings(settings) {
+        println!("warning: {w}");
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+/// SIGTERM (systemd, Kubernetes) and SIGINT (Ctrl-C) both mean: stop cleanly.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the exporter");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,685 @@
+//! The configuration file: its serde shape, loading (file + `HSS_EXPORTER__` env overrides),
+//! and the one validation pass that turns it into [`Settings`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::hss::{self, RegistryType};
+use crate::secret::Secret;
+
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9943";
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/hss-exporter/config.yaml";
+pub const ENV_PREFIX: &str = "HSS_EXPORTER";
+/// The documented per-user limit of the API: 5 calls a minute.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 5;
+const MAX_ID_LEN: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(String),
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+// ---- the file's shape ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub web: WebSection,
+    #[serde(default)]
+    pub poll: PollSection,
+    #[serde(default)]
+    pub accounts: Vec<AccountSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    #[serde(default = "default_listen")]
+    pub listen_address: String,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        WebSection {
+            listen_address: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN_ADDRESS.to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollSection {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_stale_after", with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// Optional cap across all accounts, for accounts sharing one egress IP.
+    #[serde(default)]
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+impl Default for PollSection {
+    fn default() -> Self {
+        PollSection {
+            interval: default_interval(),
+            timeout: default_timeout(),
+            stale_after: default_stale_after(),
+            rate_limit_per_minute: None,
+        }
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_stale_after() -> Duration {
+    Duration::from_secs(1800)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSection {
+    pub name: String,
+    pub region: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub rate_limit_per_minute: Option<u32>,
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub projects: Vec<ProjectSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default)]
+    pub ak_sk: Option<AkSkSection>,
+    #[serde(default)]
+    pub token: Option<TokenSection>,
+    #[serde(default)]
+    pub iam_password: Option<IamPasswordSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AkSkSection {
+    pub access_key_env: Option<String>,
+    pub access_key_file: Option<PathBuf>,
+    pub secret_key_env: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    /// For temporary credentials: sent (and signed) as `X-Security-Token`.
+    pub security_token_env: Option<String>,
+    pub security_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSection {
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamPasswordSection {
+    pub domain: String,
+    pub user: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub iam_endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    pub project_id: String,
+    #[serde(default)]
+    pub enterprise_project_id: Option<String>,
+    #[serde(default)]
+    pub registry_types: Option<Vec<String>>,
+}
+
+// ---- the validated model ----
+
+/// The whole validated configuration: what the rest of the program runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen_address: SocketAddr,
+    pub poll: PollSettings,
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PollSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub stale_after: Duration,
+    pub global_rate_limit_per_minute: Option<u32>,
+}
+
+/// One credential with the targets polled through it; rate limits apply per account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub region: String,
+    /// Base URL of the HSS API.
+    pub endpoint: Url,
+    pub rate_limit_per_minute: u32,
+    pub credentials: Credentials,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    AkSk {
+        access_key: Secret,
+        secret_key: Secret,
+        security_token: Option<Secret>,
+    },
+    Token(Secret),
+    IamPassword {
+        domain: String,
+        user: String,
+        password: Secret,
+        iam_endpoint: Url,
+    },
+}
+
+impl Credentials {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credentials::AkSk { .. } => "ak_sk",
+            Credentials::Token(_) => "token",
+            Credentials::IamPassword { .. } => "iam_password",
+        }
+    }
+}
+
+/// One API call polled on a schedule: (account, project, enterprise project, registry type).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub account: String,
+    pub region: String,
+    pub project_id: String,
+    pub enterprise_project_id: Option<String>,
+    /// `None`: unfiltered, all types summed.
+    pub registry_type: Option<RegistryType>,
+}
+
+impl Target {
+    /// Label values in the order of [`crate::metrics::TARGET_LABELS`].
+    pub fn label_values(&self) -> [&str; 5] {
+        [
+            &self.account,
+            &self.region,
+            &self.project_id,
+            self.enterprise_project_id.as_deref().unwrap_or(""),
+            self.registry_type.map_or("all", RegistryType::as_str),
+        ]
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [account, region, project, eps, rtype] = self.label_values();
+        write!(f, "{account}/{region}/{project}")?;
+        if !eps.is_empty() {
+            write!(f, "/eps={eps}")?;
+        }
+        write!(f, "/{rtype}")
+    }
+}
+
+impl Settings {
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.accounts.iter().flat_map(|a| a.targets.iter())
+    }
+}
+
+/// The shortest interval in which `targets` calls fit at `per_minute` calls a minute.
+pub fn min_interval(targets: usize, per_minute: u32) -> Duration {
+    if per_minute == 0 {
+        return Duration::MAX;
+    }
+    Duration::from_secs(60 * targets as u64).div_f64(f64::from(per_minute))
+}
+
+// ---- loading ----
+
+/// Where secrets named by `*_env` keys come from; a map so tests never touch the process env.
+pub type Env = HashMap<String, String>;
+
+/// Loads and validates a file, with `HSS_EXPORTER__` overrides taken from `env`.
+pub fn load_file(path: &Path, env: &Env) -> Result<Settings, ConfigError> {
+    let source = config::File::from(path)
+        .format(config::FileFormat::Yaml)
+        .required(true);
+    load(source, env)
+}
+
+/// Loads and validates YAML text, with `HSS_EXPORTER__` overrides taken from `env`.
+pub fn load_str(yaml: &str, env: &Env) -> Result<Settings, ConfigError> {
+    load(config::File::from_str(yaml, config::FileFormat::Yaml), env)
+}
+
+fn load<S>(source: S, env: &Env) -> Result<Settings, ConfigError>
+where
+    S: config::Source + Send + Sync + 'static,
+{
+    let overrides: config::Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let built = config::Config::builder()
+        .add_source(source)
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .source(Some(overrides)),
+        )
+        .build()
+        .map_err(|e| ConfigError::Load(e.to_string()))?;
+    let file: FileConfig = serde_path_to_error::deserialize(built).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." || path.is_empty() {
+            ConfigError::Load(inner)
+        } else {
+            ConfigError::Load(format!("{path}: {inner}"))
+        }
+    })?;
+    validate(file, env)
+}
+
+/// Checks meaning (not shape) and resolves secrets; reports every problem, one line each.
+pub fn validate(file: FileConfig, env: &Env) -> Result<Settings, ConfigError> {
+    let mut errors = Vec::new();
+
+    let listen_address = parse_listen_address(&file.web.listen_address).unwrap_or_else(|| {
+        errors.push(format!(
+            "web.listen_address: invalid address {:?} (expected host:port, e.g. {DEFAULT_LISTEN_ADDRESS})",
+            file.web.listen_address
+        ));
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    });
+
+    let poll = &file.poll;
+    for (key, value) in [
+        ("interval", poll.interval),
+        ("timeout", poll.timeout),
+        ("stale_after", poll.stale_after),
+    ] {
+        if value.is_zero() {
+            errors.push(format!("poll.{key}: must be greater than zero"));
+        }
+    }
+    if !poll.interval.is_zero() && poll.stale_after < poll.interval {
+        errors.push(format!(
+            "poll.stale_after: {} is shorter than poll.interval ({}); every value would vanish between polls",
+            humantime::format_duration(poll.stale_after),
+            humantime::format_duration(poll.interval)
+        ));
+    }
+    if poll.rate_limit_per_minute == Some(0) {
+        errors.push("poll.rate_limit_per_minute: must be greater than zero".into());
+    }
+    if file.accounts.is_empty() {
+        errors.push("accounts: at least one account is required".into());
+    }
+
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut accounts = Vec::new();
+    for (i, raw) in file.accounts.iter().enumerate() {
+        let at = format!("accounts[{i}]");
+        if raw.name.trim().is_empty() {
+            errors.push(format!("{at}.name: must not be empty"));
+        } else if let Some(first) = names.insert(&raw.name, i) {
+            errors.push(format!(
+                "{at}.name: duplicate account name {:?} (also accounts[{first}])",
+                raw.name
+            ));
+        }
+        if let Some(account) = validate_account(&at, raw, env, &mut errors) {
+            accounts.push(account);
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
+    Ok(Settings {
+        listen_address,
+        poll: PollSettings {
+            interval: poll.interval,
+            timeout: poll.timeout,
+            stale_after: poll.stale_after,
+            global_rate_limit_per_minute: poll.rate_limit_per_minute,
+        },
+        accounts,
+    })
+}
+
+/// Accepts `host:port`, `[v6]:port` and Prometheus-style `:port` (all interfaces).
+pub fn parse_listen_address(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    if let Ok(addr) = full.parse() {
+        return Some(addr);
+    }
+    let (host, port) = full.rsplit_once(':')?;
+    if host == "localhost" {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port.parse().ok()?)));
+    }
+    None
+}
+
+fn validate_account(
+    at: &str,
+    raw: &AccountSection,
+    env: &Env,
+    errors: &mut Vec<String>,
+) -> Option<Account> {
+    let before = errors.len();
+    let region = raw.region.trim().to_string();
+    if region.is_empty() {
+        errors.push(format!("{at}.region: must not be empty"));
+    } else if raw.endpoint.is_none() && !hss::KNOWN_REGIONS.contains(&region.as_str()) {
+        errors.push(format!(
+            "{at}.region: unknown region {region:?} (set {at}.endpoint to use a region the exporter does not know)"
+        ));
+    }
+    let endpoint = match &raw.endpoint {
+        Some(e) => parse_endpoint(&format!("{at}.endpoint"), e, errors),
+        None => Url::parse(&hss::default_endpoint(&region)).ok(),
+    };
+    let rate_limit_per_minute = raw
+        .rate_limit_per_minute
+        .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE);
+    if rate_limit_per_minute == 0 {
+        errors.push(format!(
+            "{at}.rate_limit_per_minute: must be greater than zero"
+        ));
+    }
+    let credentials = validate_auth(&format!("{at}.auth"), &raw.auth, &region, env, errors);
+
+    if raw.projects.is_empty() {
+        errors.push(format!("{at}.projects: at least one project is required"));
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    let mut seen: HashMap<Target, String> = HashMap::new();
+    for (j, project) in raw.projects.iter().enumerate() {
+        let pat = format!("{at}.projects[{j}]");
+        check_id(&format!("{pat}.project_id"), &project.project_id, errors);
+        if let Some(eps) = &project.enterprise_project_id {
+            check_id(&format!("{pat}.enterprise_project_id"), eps, errors);
+        }
+        let types: Vec<Option<RegistryType>> = match &project.registry_types {
+            None => vec![None],
+            Some(list) if list.is_empty() => {
+                errors.push(format!(
+                    "{pat}.registry_types: empty list (omit the key to poll all types summed)"
+                ));
+                vec![]
+            }
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(k, name)| match name.parse::<RegistryType>() {
+                    Ok(t) => Some(Some(t)),
+                    Err(()) => {
+                        errors.push(format!(
+                            "{pat}.registry_types[{k}]: unknown value {name:?} (expected one of {})",
+                            RegistryType::expected()
+                        ));
+                        None
+                    }
+                })
+                .collect(),
+        };
+        for registry_type in types {
+            let target = Target {
+                account: raw.name.clone(),
+                region: region.clone(),
+                project_id: project.project_id.clone(),
+                enterprise_project_id: project.enterprise_project_id.clone(),
+                registry_type,
+            };
+            if let Some(first) = seen.get(&target) {
+                errors.push(format!(
+                    "{pat}: duplicate target {target} (already at {first})"
+                ));
+                continue;
+            }
+            seen.insert(target.clone(), pat.clone());
+            targets.push(target);
+        }
+    }
+
+    if errors.len() != before {
+        return None;
+    }
+    Some(Account {
+        name: raw.name.clone(),
+        region,
+        endpoint: endpoint?,
+        rate_limit_per_minute,
+        credentials: credentials?,
+        targets,
+    })
+}
+
+fn check_id(key: &str, value: &str, errors: &mut Vec<String>) {
+    if value.trim().is_empty() {
+        errors.push(format!("{key}: must not be empty"));
+    } else if value.chars().count() > MAX_ID_LEN {
+        errors.push(format!("{key}: longer than {MAX_ID_LEN} characters"));
+    } else if value.chars().any(char::is_control) {
+        errors.push(format!("{key}: {value:?} holds control characters"));
+    }
+}
+
+fn parse_endpoint(key: &str, value: &str, errors: &mut Vec<String>) -> Option<Url> {
+    match Url::parse(value) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.query().is_none() =>
+        {
+            Some(url)
+        }
+        Ok(_) => {
+            errors.push(format!(
+                "{key}: {value:?} is not an http(s) base URL without a query"
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(format!("{key}: invalid URL {value:?}: {e}"));
+            None
+        }
+    }
+}
+
+fn validate_auth(
+    at: &str,
+    auth: &AuthSection,
+    region: &str,
+    env: &Env,
+    errors: &mut Vec<String>,
+) -> Option<Credentials> {
+    let given: Vec<&str> = [
+        auth.ak_sk.as_ref().map(|_| "ak_sk"),
+        auth.token.as_ref().map(|_| "token"),
+        auth.iam_password.as_ref().map(|_| "iam_password"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.len() != 1 {
+        errors.push(format!(
+            "{at}: exactly one of ak_sk, token, iam_password is required (found {})",
+            if given.is_empty() {
+                "none".to_string()
+            } else {
+                given.join(", ")
+            }
+        ));
+        return None;
+    }
+    if let Some(s) = &auth.ak_sk {
+        let at = format!("{at}.ak_sk");
+        let access_key = secret(
+            &at,
+            "access_key",
+            &s.access_key_env,
+            &s.access_key_file,
+            env,
+            errors,
+        );
+        let secret_key = secret(
+            &at,
+            "secret_key",
+            &s.secret_key_env,
+            &s.secret_key_file,
+            env,
+            errors,
+        );
+        let security_token = if s.security_token_env.is_some() || s.security_token_file.is_some() {
+            Some(secret(
+                &at,
+                "security_token",
+                &s.security_token_env,
+                &s.security_token_file,
+                env,
+                errors,
+            )?)
+        } else {
+            None
+        };
+        return Some(Credentials::AkSk {
+            access_key: access_key?,
+            secret_key: secret_key?,
+            security_token,
+        });
+    }
+    if let Some(t) = &auth.token {
+        let token = secret(
+            &format!("{at}.token"),
+            "token",
+            &t.token_env,
+            &t.token_file,
+            env,
+            errors,
+        )?;
+        return Some(Credentials::Token(token));
+    }
+    let p = auth.iam_password.as_ref()?;
+    let at = format!("{at}.iam_password");
+    for (key, value) in [("domain", &p.domain), ("user", &p.user)] {
+        if value.trim().is_empty() {
+            errors.push(format!("{at}.{key}: must not be empty"));
+        }
+    }
+    let password = secret(
+        &at,
+        "password",
+        &p.password_env,
+        &p.password_file,
+        env,
+        errors,
+    );
+    let iam_endpoint = match &p.iam_endpoint {
+        Some(e) => parse_endpoint(&format!("{at}.iam_endpoint"), e, errors),
+        None => Url::parse(&hss::default_iam_endpoint(region)).ok(),
+    };
+    Some(Credentials::IamPassword {
+        domain: p.domain.clone(),
+        user: p.user.clone(),
+        password: password?,
+        iam_endpoint: iam_endpoint?,
+    })
+}
+
+/// Resolves a secret named by exactly one of `{name}_env` / `{name}_file`.
+fn secret(
+    at: &str,
+    name: &str,
+    from_env: &Option<String>,
+    from_file: &Option<PathBuf>,
+    env: &Env,
+    errors: &mut Vec<String>,
+) -> Option<Secret> {
+    let value = match (from_env, from_file) {
+        (Some(var), None) => match env.get(var) {
+            Some(v) => v.clone(),
+            None => {
+                errors.push(format!(
+                    "{at}.{name}_env: environment variable {var:?} is not set"
+                ));
+                return None;
+            }
+        },
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(format!(
+                    "{at}.{name}_file: cannot read {}: {e}",
+                    path.display()
+                ));
+                return None;
+            }
+        },
+        (Some(_), Some(_)) => {
+            errors.push(format!("{at}: set only one of {name}_env, {name}_file"));
+            return None;
+        }
+        (None, None) => {
+            errors.push(format!("{at}: one of {name}_env, {name}_file is required"));
+            return None;
+        }
+    };
+    // Files written by editors and `echo` end in a newline that is not part of the secret.
+    let value = value.trim_end_matches(['\n', '\r']);
+    if value.trim().is_empty() {
+        let source = from_env.as_deref().map_or_else(
+            || {
+                format!(
+                    "{name}_file ({})",
+                    from_file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )
+            },
+            |v| format!("{name}_env ({v})"),
+        );
+        errors.push(format!("{at}.{source}: the secret is empty"));
+        return None;
+    }
+    Some(Secret::new(value))
+}

@@ -1,0 +1,151 @@
+//! `hss-exporter demo`: the simulated API with a realistic scenario, and a real exporter
+//! polling it over HTTP, so the product can be seen without a cloud account.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Env, Settings};
+use crate::hss::RegistryType;
+use crate::sim::{Fault, FaultRule, Sim, SimServer};
+
+pub const PROD_PROJECT: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+pub const STAGING_PROJECT: &str = "f9e8d7c6b5a40312a1b2c3d4e5f60718";
+const DEMO_AK: &str = "DEMOACCESSKEY0000001";
+const DEMO_SK: &str = "demo-secret-key-that-only-the-simulator-knows";
+const DEMO_PASSWORD: &str = "demo-password";
+/// How often the scenario's numbers move.
+const CHURN_EVERY: Duration = Duration::from_secs(7);
+
+/// The demo's configuration, written as a user would write it.
+fn config_yaml(api: &str, listen: &str) -> String {
+    format!(
+        r#"
+web:
+  listen_address: "{listen}"
+poll:
+  interval: 10s
+  timeout: 5s
+  stale_after: 2m
+accounts:
+  - name: prod
+    region: cn-north-4
+    endpoint: {api}
+    rate_limit_per_minute: 30
+    auth:
+      ak_sk: {{ access_key_env: DEMO_AK, secret_key_env: DEMO_SK }}
+    projects:
+      - project_id: {PROD_PROJECT}
+        registry_types: [SwrPrivate, Harbor, Jfrog]
+  - name: staging
+    region: ap-southeast-1
+    endpoint: {api}
+    rate_limit_per_minute: 30
+    auth:
+      iam_password: {{ domain: acme, user: ops, password_env: DEMO_PASSWORD, iam_endpoint: {api} }}
+    projects:
+      - project_id: {STAGING_PROJECT}
+"#
+    )
+}
+
+/// The simulated API with the demo's scenario: `prod`/`Harbor` has unreachable registries,
+/// `prod`/`Jfrog` answers 503 to two calls in six (so its `up` flaps), the rest is healthy.
+pub fn scenario() -> Sim {
+    let sim = Sim::new();
+    sim.add_access_key(DEMO_AK, DEMO_SK);
+    sim.add_user("acme", "ops", DEMO_PASSWORD);
+    sim.set_rate_limit(Some(60));
+    sim.set_stats(PROD_PROJECT, None, RegistryType::SwrPrivate, 0, 12);
+    sim.set_stats(PROD_PROJECT, None, RegistryType::Harbor, 2, 5);
+    sim.set_stats(PROD_PROJECT, None, RegistryType::Jfrog, 0, 3);
+    sim.set_stats(STAGING_PROJECT, None, RegistryType::SwrPrivate, 0, 6);
+    sim.set_stats(STAGING_PROJECT, None, RegistryType::SwrShared, 0, 2);
+    sim.add_fault(
+        FaultRule::always(Fault::Status(503))
+            .project(PROD_PROJECT)
+            .registry_type("Jfrog")
+            .pattern(2, 6),
+    );
+    sim
+}
+
+/// Moves the success counts a little; `prod`/`Harbor` keeps 2 or 3 failing registries.
+async fn churn(sim: Sim, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(CHURN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let series = [
+        (PROD_PROJECT, RegistryType::SwrPrivate),
+        (PROD_PROJECT, RegistryType::Harbor),
+        (PROD_PROJECT, RegistryType::Jfrog),
+        (STAGING_PROJECT, RegistryType::SwrPrivate),
+        (STAGING_PROJECT, RegistryType::SwrShared),
+    ];
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut rng = rand::thread_rng();
+        for (project, t) in series {
+            let Some(now) = sim.stats(project, None, t) else {
+                continue;
+            };
+            let success = (now.success_num as i64 + rng.gen_range(-1..=1)).clamp(1, 20) as u64;
+            let fail = if t == RegistryType::Harbor {
+                rng.gen_range(2..=3)
+            } else {
+                0
+            };
+            sim.set_stats(project, None, t, fail, success);
+        }
+    }
+}
+
+/// The running demo: the simulator, its churn, and the settings for an exporter pointed at it.
+pub struct Demo {
+    pub settings: Settings,
+    pub sim: Sim,
+    server: SimServer,
+    cancel: CancellationToken,
+}
+
+impl Demo {
+    /// Starts the simulated API on loopback and builds the exporter's settings for it.
+    pub async fn start(listen_address: &str) -> anyhow::Result<Demo> {
+        let sim = scenario();
+        let server = sim.start(([127, 0, 0, 1], 0).into()).await?;
+        let env: Env = [
+            ("DEMO_AK", DEMO_AK),
+            ("DEMO_SK", DEMO_SK),
+            ("DEMO_PASSWORD", DEMO_PASSWORD),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let settings = config::load_str(&config_yaml(&server.url(), listen_address), &env)?;
+        let cancel = CancellationToken::new();
+        tokio::spawn(churn(sim.clone(), cancel.clone()));
+        Ok(Demo {
+            settings,
+            sim,
+            server,
+            cancel,
+        })
+    }
+
+    pub fn api_url(&self) -> String {
+        self.server.url()
+    }
+
+    pub async fn listener(&self) -> std::io::Result<TcpListener> {
+        TcpListener::bind(self.settings.listen_address).await
+    }
+
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.server.shutdown().await;
+    }
+}

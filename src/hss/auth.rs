@@ -1,0 +1,205 @@
+//! How a request proves who it is: an AK/SK signature, a static token, or an IAM token
+//! obtained with a password, cached per project and refreshed before it expires.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use url::Url;
+
+use super::client::{read_capped, ErrorBody};
+use super::ApiError;
+use crate::config::Credentials;
+use crate::secret::Secret;
+
+/// Refresh an IAM token this long before it expires (tokens live 24 h).
+const REFRESH_MARGIN: Duration = Duration::from_secs(3600);
+/// Assumed lifetime when IAM's answer has no readable `expires_at`.
+const FALLBACK_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// What a single request carries; for a token, the one the request was made with, so that
+/// a 401 can invalidate exactly it.
+#[derive(Debug, Clone)]
+pub enum RequestAuth {
+    Sign {
+        access_key: Secret,
+        secret_key: Secret,
+        security_token: Option<Secret>,
+    },
+    Token(Secret),
+}
+
+/// Hands out [`RequestAuth`] for a project; owns the IAM token cache.
+pub struct Authenticator {
+    kind: Kind,
+}
+
+enum Kind {
+    Static(RequestAuth),
+    Iam(IamTokens),
+}
+
+impl Authenticator {
+    pub fn new(credentials: &Credentials, http: reqwest::Client, timeout: Duration) -> Self {
+        let kind = match credentials.clone() {
+            Credentials::AkSk {
+                access_key,
+                secret_key,
+                security_token,
+            } => Kind::Static(RequestAuth::Sign {
+                access_key,
+                secret_key,
+                security_token,
+            }),
+            Credentials::Token(token) => Kind::Static(RequestAuth::Token(token)),
+            Credentials::IamPassword {
+                domain,
+                user,
+                password,
+                iam_endpoint,
+            } => Kind::Iam(IamTokens {
+                http,
+                endpoint: iam_endpoint,
+                domain,
+                user,
+                password,
+                timeout,
+                scopes: Mutex::new(HashMap::new()),
+            }),
+        };
+        Authenticator { kind }
+    }
+
+    /// True when a 401 may be cured by fetching a new token.
+    pub fn can_refresh(&self) -> bool {
+        matches!(self.kind, Kind::Iam(_))
+    }
+
+    pub async fn for_project(&self, project_id: &str) -> Result<RequestAuth, ApiError> {
+        match &self.kind {
+            Kind::Static(auth) => Ok(auth.clone()),
+            Kind::Iam(iam) => iam.token(project_id).await.map(RequestAuth::Token),
+        }
+    }
+
+    /// Forgets `used` after the API refused it, so that the next request fetches a new one.
+    pub async fn refused(&self, project_id: &str, used: &RequestAuth) {
+        if let (Kind::Iam(iam), RequestAuth::Token(token)) = (&self.kind, used) {
+            iam.invalidate(project_id, token).await;
+        }
+    }
+}
+
+struct Cached {
+    token: Secret,
+    refresh_at: Instant,
+}
+
+/// One token per project scope; the async mutex per scope makes sure only one refresh is in
+/// flight for a scope while callers for other scopes go on.
+struct IamTokens {
+    http: reqwest::Client,
+    endpoint: Url,
+    domain: String,
+    user: String,
+    password: Secret,
+    timeout: Duration,
+    scopes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+}
+
+impl IamTokens {
+    fn slot(&self, project_id: &str) -> Arc<tokio::sync::Mutex<Option<Cached>>> {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        scopes.entry(project_id.to_string()).or_default().clone()
+    }
+
+    async fn token(&self, project_id: &str) -> Result<Secret, ApiError> {
+        let slot = self.slot(project_id);
+        let mut cached = slot.lock().await;
+        if let Some(c) = cached.as_ref() {
+            if Instant::now() < c.refresh_at {
+                return Ok(c.token.clone());
+            }
+        }
+        let fresh = self.fetch(project_id).await?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    async fn invalidate(&self, project_id: &str, used: &Secret) {
+        let slot = self.slot(project_id);
+        let mut cached = slot.lock().await;
+        if cached.as_ref().is_some_and(|c| &c.token == used) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch(&self, project_id: &str) -> Result<Cached, ApiError> {
+        let url = format!(
+            "{}/v3/auth/tokens",
+            self.endpoint.as_str().trim_end_matches('/')
+        );
+        let body = serde_json::json!({
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {"user": {
+                        "domain": {"name": self.domain},
+                        "name": self.user,
+                        "password": self.password.expose(),
+                    }}
+                },
+                "scope": {"project": {"id": project_id}}
+            }
+        });
+        let exchange = async {
+            let response = self
+                .http
+                .post(&url)
+                .header("Content-Type", "application/json;charset=UTF-8")
+                .body(body.to_string())
+                .send()
+                .await
+                .map_err(super::client::transport_error)?;
+            let status = response.status().as_u16();
+            let request_id = super::client::request_id(response.headers());
+            let token = response
+                .headers()
+                .get("X-Subject-Token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let bytes = read_capped(response).await?;
+            Ok::<_, ApiError>((status, request_id, token, bytes))
+        };
+        let (status, request_id, token, bytes) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ApiError::Timeout(self.timeout))??;
+        if !(200..300).contains(&status) {
+            let err = ErrorBody::parse(&bytes, request_id);
+            return Err(err.into_error(status, "IAM"));
+        }
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::Decode("IAM answer has no X-Subject-Token header".into()))?;
+        let lifetime = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["token"]["expires_at"].as_str().map(str::to_string))
+            .and_then(|s| humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok())
+            .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+        let lifetime = lifetime.unwrap_or_else(|| {
+            tracing::warn!(
+                project_id,
+                "IAM token answer has no readable token.expires_at; refreshing it within the hour"
+            );
+            FALLBACK_LIFETIME
+        });
+        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        tracing::info!(project_id, lifetime = %humantime::format_duration(Duration::from_secs(lifetime.as_secs())), "obtained IAM token");
+        Ok(Cached {
+            token: Secret::new(token),
+            refresh_at: Instant::now() + lifetime - margin,
+        })
+    }
+}

@@ -1,0 +1,467 @@
+//! Background polling: one worker per account (= per credential) spreads its targets over the
+//! interval, keeps every 60-second window within the account's rate limit (and the optional
+//! global one), backs off when throttled and stops before a failing key gets locked.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{min_interval, Account, PollSettings, Settings, Target};
+use crate::hss::{ApiError, HssClient};
+use crate::metrics::Store;
+
+/// The gateway counts calls per minute.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Added to the window so that network jitter never lets the gateway see too many calls in
+/// its minute.
+pub const RATE_MARGIN: Duration = Duration::from_secs(1);
+/// The API locks a key for 5 minutes after more than 5 consecutive authentication failures;
+/// stopping after 2 leaves room for the operator's own tools.
+pub const AUTH_FAILURES_BEFORE_SUSPENSION: u32 = 2;
+pub const AUTH_SUSPENSION: Duration = Duration::from_secs(300);
+const MAX_AUTH_SUSPENSION: Duration = Duration::from_secs(3600);
+/// Pause after a 429 without `Retry-After`: one rate window, doubling while it goes on.
+const THROTTLE_BACKOFF: Duration = RATE_WINDOW;
+const MAX_THROTTLE_BACKOFF: Duration = Duration::from_secs(900);
+/// A transient failure is retried once after a pause drawn from this range.
+const RETRY_PAUSE_MS: std::ops::Range<u64> = 1000..3000;
+
+/// Remembers the last `limit` calls; a new call may go when the oldest of them has left the
+/// window.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: usize,
+    window: Duration,
+    calls: VecDeque<Instant>,
+}
+
+impl RateLimiter {
+    pub fn per_minute(limit: u32) -> Self {
+        RateLimiter {
+            limit: limit.max(1) as usize,
+            window: RATE_WINDOW + RATE_MARGIN,
+            calls: VecDeque::new(),
+        }
+    }
+
+    pub fn next_free(&self, now: Instant) -> Instant {
+        if self.calls.len() < self.limit {
+            now
+        } else {
+            (self.calls[0] + self.window).max(now)
+        }
+    }
+
+    pub fn record(&mut self, at: Instant) {
+        self.calls.push_back(at);
+        while self.calls.len() > self.limit {
+            self.calls.pop_front();
+        }
+    }
+}
+
+type SharedLimiter = Arc<Mutex<RateLimiter>>;
+
+/// Start-up warnings: rounds that cannot fit in the interval at the configured rates.
+pub fn capacity_warnings(settings: &Settings) -> Vec<String> {
+    let interval = settings.poll.interval;
+    let mut out = Vec::new();
+    for a in &settings.accounts {
+        let need = min_interval(a.targets.len(), a.rate_limit_per_minute);
+        if need > interval {
+            out.push(format!(
+                "account {:?}: {} targets at {} calls/min need a poll.interval of at least {}; polling will run slower than the configured {}",
+                a.name, a.targets.len(), a.rate_limit_per_minute,
+                humantime::format_duration(round_up(need)), humantime::format_duration(interval)
+            ));
+        }
+    }
+    if let Some(global) = settings.poll.global_rate_limit_per_minute {
+        let total = settings.targets().count();
+        let need = min_interval(total, global);
+        if need > interval {
+            out.push(format!(
+                "poll.rate_limit_per_minute: {total} targets at {global} calls/min need a poll.interval of at least {}; polling will run slower than the configured {}",
+                humantime::format_duration(round_up(need)), humantime::format_duration(interval)
+            ));
+        }
+    }
+    out
+}
+
+fn round_up(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+/// Starts one worker per account and the stale-series sweeper, all owned by `tracker`.
+pub fn spawn(
+    settings: &Settings,
+    store: Arc<Store>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), ApiError> {
+    let global = settings
+        .poll
+        .global_rate_limit_per_minute
+        .map(|n| Arc::new(Mutex::new(RateLimiter::per_minute(n))));
+    let mut workers = Vec::new();
+    for account in &settings.accounts {
+        workers.push(Worker::new(
+            account,
+            &settings.poll,
+            store.clone(),
+            global.clone(),
+            cancel.clone(),
+            false,
+        )?);
+    }
+    store.add_targets(settings.targets());
+    for w in workers {
+        tracker.spawn(w.run());
+    }
+    tracker.spawn(sweep(store, settings.poll.stale_after, cancel.clone()));
+    Ok(())
+}
+
+/// Polls every target once, within the rate limits; returns how many polls failed.
+pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, ApiError> {
+    let global = settings
+        .poll
+        .global_rate_limit_per_minute
+        .map(|n| Arc::new(Mutex::new(RateLimiter::per_minute(n))));
+    let cancel = CancellationToken::new();
+    store.add_targets(settings.targets());
+    let mut handles = Vec::new();
+    for account in &settings.accounts {
+        let w = Worker::new(
+            account,
+            &settings.poll,
+            store.clone(),
+            global.clone(),
+            cancel.clone(),
+            true,
+        )?;
+        handles.push(tokio::spawn(w.run()));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    Ok(store
+        .statuses()
+        .iter()
+        .filter(|(_, s)| s.up != Some(true))
+        .count())
+}
+
+async fn sweep(store: Arc<Store>, stale_after: Duration, cancel: CancellationToken) {
+    let every = (stale_after / 20).clamp(Duration::from_secs(1), Duration::from_secs(15));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => { store.sweep_stale(); }
+        }
+    }
+}
+
+struct Slot {
+    target: Target,
+    due: Instant,
+}
+
+/// Polls the targets of one account, one request at a time.
+struct Worker {
+    name: String,
+    region: String,
+    client: HssClient,
+    store: Arc<Store>,
+    limiter: RateLimiter,
+    /// Shared by all accounts when `poll.rate_limit_per_minute` is set.
+    global: Option<SharedLimiter>,
+    slots: Vec<Slot>,
+    interval: Duration,
+    /// Poll every target once, then end.
+    once: bool,
+    /// No request before this moment (throttled or suspended).
+    hold_until: Option<Instant>,
+    suspended: bool,
+    throttle_backoff: Duration,
+    /// Consecutive authentication failures; reset by any success.
+    auth_failures: u32,
+    /// Suspensions since the last success; each doubles the next one.
+    suspensions: u32,
+    cancel: CancellationToken,
+}
+
+impl Worker {
+    fn new(
+        account: &Account,
+        poll: &PollSettings,
+        store: Arc<Store>,
+        global: Option<SharedLimiter>,
+        cancel: CancellationToken,
+        once: bool,
+    ) -> Result<Self, ApiError> {
+        let start = Instant::now();
+        let n = account.targets.len().max(1) as u32;
+        let slots = account
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Slot {
+                target: t.clone(),
+                // Spread over the interval so the API sees a steady trickle, not a burst.
+                due: if once {
+                    start
+                } else {
+                    start + poll.interval * i as u32 / n
+                },
+            })
+            .collect();
+        Ok(Worker {
+            name: account.name.clone(),
+            region: account.region.clone(),
+            client: HssClient::new(account, poll.timeout)?,
+            store,
+            limiter: RateLimiter::per_minute(account.rate_limit_per_minute),
+            global,
+            slots,
+            interval: poll.interval,
+            once,
+            hold_until: None,
+            suspended: false,
+            throttle_backoff: THROTTLE_BACKOFF,
+            auth_failures: 0,
+            suspensions: 0,
+            cancel,
+        })
+    }
+
+    async fn run(mut self) {
+        for slot in &self.slots {
+            self.store
+                .set_next_poll(&slot.target, wall_clock_at(slot.due));
+        }
+        if self.once {
+            for i in 0..self.slots.len() {
+                if self.suspended {
+                    let target = self.slots[i].target.clone();
+                    self.store.mark_down(
+                        &target,
+                        "not polled: account suspended after repeated authentication failures",
+                    );
+                    continue;
+                }
+                if self.poll(i).await.is_none() {
+                    return;
+                }
+            }
+            return;
+        }
+        loop {
+            let Some(i) = (0..self.slots.len()).min_by_key(|&i| self.slots[i].due) else {
+                return;
+            };
+            let planned = self.slots[i].due;
+            let wake = self.hold_until.map_or(planned, |h| h.max(planned));
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = sleep_until(wake) => {}
+            }
+            if self.poll(i).await.is_none() {
+                return;
+            }
+            let now = Instant::now();
+            let due = (planned + self.interval).max(now);
+            self.slots[i].due = due;
+            self.store
+                .set_next_poll(&self.slots[i].target, wall_clock_at(due));
+        }
+    }
+
+    /// One poll of slot `i`, with its allowed retries; `None` when cancelled.
+    async fn poll(&mut self, i: usize) -> Option<()> {
+        let target = self.slots[i].target.clone();
+        let mut retried = false;
+        let mut refreshed = false;
+        loop {
+            let auth = match self
+                .client
+                .authenticator()
+                .for_project(&target.project_id)
+                .await
+            {
+                Ok(auth) => auth,
+                Err(e) => {
+                    if e.is_transient() && !retried {
+                        retried = true;
+                        self.pause_before_retry(&target, &e).await?;
+                        continue;
+                    }
+                    self.fail(&target, e);
+                    return Some(());
+                }
+            };
+            self.wait_for_permit().await?;
+            let exchange = self.client.fetch(&target, &auth).await;
+            self.store
+                .record_request(&self.name, &self.region, &exchange.code, exchange.elapsed);
+            match exchange.result {
+                Ok(stats) => {
+                    self.auth_failures = 0;
+                    self.suspensions = 0;
+                    self.throttle_backoff = THROTTLE_BACKOFF;
+                    tracing::debug!(%target, fail_num = stats.fail_num, success_num = stats.success_num, "polled");
+                    self.store.record_success(&target, stats);
+                    return Some(());
+                }
+                // An IAM token may have been revoked or expired early: fetch a new one and try
+                // once more, but only when the key has no failure streak.
+                Err(ApiError::Auth { .. })
+                    if self.client.authenticator().can_refresh()
+                        && !refreshed
+                        && self.auth_failures == 0 =>
+                {
+                    refreshed = true;
+                    self.auth_failures += 1;
+                    tracing::info!(%target, "token refused; fetching a new one");
+                    self.client
+                        .authenticator()
+                        .refused(&target.project_id, &auth)
+                        .await;
+                }
+                Err(e) if e.is_transient() && !retried => {
+                    retried = true;
+                    self.pause_before_retry(&target, &e).await?;
+                }
+                Err(e) => {
+                    self.fail(&target, e);
+                    return Some(());
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, target: &Target, error: ApiError) {
+        self.store.record_failure(target, &error);
+        match &error {
+            ApiError::Auth {
+                request_id, code, ..
+            } => {
+                self.auth_failures += 1;
+                if self.auth_failures >= AUTH_FAILURES_BEFORE_SUSPENSION {
+                    self.suspend(target, request_id, code, &error);
+                } else {
+                    tracing::warn!(%target, %error, "authentication refused");
+                }
+            }
+            ApiError::Throttled { retry_after, .. } => {
+                let wait = retry_after.unwrap_or(self.throttle_backoff);
+                self.throttle_backoff = (self.throttle_backoff * 2).min(MAX_THROTTLE_BACKOFF);
+                self.hold_until = Some(Instant::now() + wait);
+                tracing::warn!(%target, %error, pause = %humantime::format_duration(wait), "throttled by the API; pausing this account");
+            }
+            _ => tracing::warn!(%target, %error, "poll failed"),
+        }
+    }
+
+    fn suspend(&mut self, target: &Target, request_id: &str, code: &str, error: &ApiError) {
+        let factor = 1u32 << self.suspensions.min(8);
+        let pause = (AUTH_SUSPENSION * factor).min(MAX_AUTH_SUSPENSION);
+        self.suspensions += 1;
+        self.hold_until = Some(Instant::now() + pause);
+        self.suspended = true;
+        self.store.set_suspended(&self.name, &self.region, true);
+        let why = format!(
+            "account suspended for {} after {} consecutive authentication failures (last: {error})",
+            humantime::format_duration(pause),
+            self.auth_failures
+        );
+        for slot in &self.slots {
+            if &slot.target != target {
+                self.store.mark_down(&slot.target, &why);
+            }
+        }
+        if self.suspensions == 1 {
+            tracing::error!(account = %self.name, region = %self.region, %request_id, %code, pause = %humantime::format_duration(pause),
+                "authentication refused {} times in a row; suspending this account so the API does not lock its key (check the credentials)", self.auth_failures);
+        } else {
+            tracing::warn!(account = %self.name, %request_id, pause = %humantime::format_duration(pause), "authentication still refused; suspending again");
+        }
+    }
+
+    async fn pause_before_retry(&self, target: &Target, error: &ApiError) -> Option<()> {
+        let pause = Duration::from_millis(rand::thread_rng().gen_range(RETRY_PAUSE_MS));
+        tracing::debug!(%target, %error, ?pause, "transient failure; retrying once");
+        tokio::select! {
+            _ = self.cancel.cancelled() => None,
+            _ = tokio::time::sleep(pause) => Some(()),
+        }
+    }
+
+    /// Waits until this account (and the global cap) may make one more call, and takes it.
+    async fn wait_for_permit(&mut self) -> Option<()> {
+        loop {
+            let now = Instant::now();
+            let mut at = self.limiter.next_free(now);
+            if let Some(h) = self.hold_until {
+                at = at.max(h);
+            }
+            if let Some(global) = &self.global {
+                let mut g = global.lock().unwrap_or_else(|e| e.into_inner());
+                at = at.max(g.next_free(now));
+                if at <= now {
+                    g.record(now);
+                }
+            }
+            if at <= now {
+                self.limiter.record(now);
+                if self.suspended {
+                    self.suspended = false;
+                    self.store.set_suspended(&self.name, &self.region, false);
+                    tracing::info!(account = %self.name, "suspension over; trying the credentials again");
+                }
+                return Some(());
+            }
+            tokio::select! {
+                _ = self.cancel.cancelled() => return None,
+                _ = sleep_until(at) => {}
+            }
+        }
+    }
+}
+
+/// The wall-clock time of a monotonic instant, for the status page.
+fn wall_clock_at(at: Instant) -> SystemTime {
+    let now = Instant::now();
+    if at >= now {
+        SystemTime::now() + (at - now)
+    } else {
+        SystemTime::now() - (now - at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn limiter_keeps_every_window_within_the_limit() {
+        let mut l = RateLimiter::per_minute(5);
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(l.next_free(t0), t0);
+            l.record(t0);
+        }
+        assert_eq!(l.next_free(t0), t0 + RATE_WINDOW + RATE_MARGIN);
+        let t1 = t0 + Duration::from_secs(61);
+        l.record(t1);
+        assert_eq!(l.next_free(t1), t1, "four calls remain in the window");
+    }
+}

@@ -1,0 +1,202 @@
+//! The HTTP server: `/metrics`, the status page, health and readiness. It only reads the
+//! metrics store; nothing here waits on the cloud.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Store;
+
+/// A client gets this long to send its request headers (slow-loris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for in-flight scrapes to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the handlers read.
+pub struct WebState {
+    pub store: Arc<Store>,
+    /// Set once the configuration is loaded and the first poll round has started.
+    pub ready: AtomicBool,
+}
+
+/// Serves the exporter's endpoints until `cancel` fires.
+pub async fn serve(listener: TcpListener, state: Arc<WebState>, cancel: CancellationToken) {
+    serve_with(listener, cancel, move |req| {
+        let state = state.clone();
+        async move { handle(&req, &state) }
+    })
+    .await
+}
+
+/// The accept loop shared by the exporter and the simulated API: one task per connection,
+/// a header-read timeout, and on `cancel` a bounded wait for in-flight requests.
+pub async fn serve_with<H, F, B>(listener: TcpListener, cancel: CancellationToken, handler: H)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let handler = handler.clone();
+        let service = service_fn(move |req| {
+            let response = handler(req);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
+    }
+}
+
+fn handle(req: &Request<Incoming>, state: &WebState) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if !matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready") {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match path {
+        "/metrics" => respond(StatusCode::OK, TEXT_FORMAT, state.store.render()),
+        "/-/healthy" => text(StatusCode::OK, "OK\n"),
+        "/-/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
+        "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        _ => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            status_page(&state.store).into_bytes(),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn status_page(store: &Store) -> String {
+    let now = SystemTime::now();
+    let mut html = String::from(concat!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>hss-exporter</title>",
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}",
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}",
+        ".up{color:#070}.down{color:#b00}</style></head><body>",
+        "<h1>hss-exporter</h1><p><a href=\"/metrics\">Metrics</a> · version ",
+        env!("CARGO_PKG_VERSION"),
+        "</p><table><tr><th>account</th><th>region</th><th>project_id</th>",
+        "<th>enterprise_project_id</th><th>registry_type</th><th>up</th><th>fail</th>",
+        "<th>success</th><th>last success</th><th>last error</th><th>next poll</th></tr>"
+    ));
+    for (target, s) in store.statuses() {
+        html.push_str("<tr>");
+        for label in target.label_values() {
+            let _ = write!(html, "<td>{}</td>", escape(label));
+        }
+        let (class, up) = match s.up {
+            Some(true) => ("up", "up"),
+            Some(false) => ("down", "down"),
+            None => ("", "pending"),
+        };
+        let (fail, success) = match (s.last, s.stale) {
+            (Some(v), false) => (v.fail_num.to_string(), v.success_num.to_string()),
+            (_, true) => ("stale".into(), "stale".into()),
+            _ => (String::new(), String::new()),
+        };
+        let _ = write!(
+            html,
+            "<td class=\"{class}\">{up}</td><td>{fail}</td><td>{success}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s.last_success.map(|t| ago(now, t)).unwrap_or_else(|| "never".into()),
+            escape(s.last_error.as_deref().unwrap_or("")),
+            s.next_poll.map(|t| until(now, t)).unwrap_or_default(),
+        );
+    }
+    html.push_str("</table></body></html>\n");
+    html
+}
+
+fn ago(now: SystemTime, t: SystemTime) -> String {
+    let secs = now.duration_since(t).unwrap_or_default().as_secs();
+    format!(
+        "{} ({} ago)",
+        humantime::format_rfc3339_seconds(t),
+        humantime::format_duration(Duration::from_secs(secs))
+    )
+}
+
+fn until(now: SystemTime, t: SystemTime) -> String {
+    match t.duration_since(now) {
+        Ok(d) => format!(
+            "{} (in {})",
+            humantime::format_rfc3339_seconds(t),
+            humantime::format_duration(Duration::from_secs(d.as_secs()))
+        ),
+        Err(_) => "due now".into(),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
