@@ -175,6 +175,14 @@ fn print_plan(settings: &Settings) {
 }
 
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    // EnvFilter takes any bare word as a target name, which would silently log nothing.
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if !level.contains('=') && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+        anyhow::bail!(
+            "unknown level {level:?} (expected one of {})",
+            LEVELS.join(", ")
+        );
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,0 +1,159 @@
+//! The HTTP side: endpoints, methods, the status page, and `promtool check metrics`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use hss_exporter::hss::RegistryType;
+
+const CONFIG: &str = r#"
+poll: { interval: 1m, timeout: 2s, stale_after: 5m }
+accounts:
+  - name: prod
+    region: cn-north-4
+    endpoint: "{API}"
+    rate_limit_per_minute: 60
+    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
+    projects:
+      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
+        enterprise_project_id: "<b>eps</b>"
+        registry_types: [Harbor, Jfrog]
+"#;
+
+async fn request(
+    addr: std::net::SocketAddr,
+    method: reqwest::Method,
+    path: &str,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(method, format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serves_metrics_health_readiness_and_a_status_page() {
+    let (sim, server) = sim().await;
+    sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
+    let exporter = exporter(CONFIG, &server).await;
+    let addr = exporter.addr;
+    let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
+    wait_for(&exporter, Duration::from_secs(10), |b| {
+        value(b, "hss_registry_access_fail", &labels) == Some(2.0)
+    })
+    .await;
+
+    let r = request(addr, reqwest::Method::GET, "/metrics").await;
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = r.text().await.unwrap();
+    assert!(body.contains("# HELP hss_registry_access_fail Image registries connected to HSS whose access is abnormal (fail_num), as of the last successful poll."));
+    assert!(body.contains("# TYPE hss_exporter_api_request_duration_seconds histogram"));
+    assert!(body.contains("hss_exporter_build_info{revision="));
+    assert!(
+        body.contains("process_resident_memory_bytes "),
+        "process metrics"
+    );
+
+    assert_eq!(get(&exporter, "/-/healthy").await, (200, "OK\n".into()));
+    assert_eq!(get(&exporter, "/-/ready").await, (200, "ready\n".into()));
+    assert_eq!(get(&exporter, "/nope").await.0, 404);
+    assert_eq!(get(&exporter, "/metrics/extra").await.0, 404);
+    let r = request(addr, reqwest::Method::POST, "/metrics").await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    assert_eq!(
+        request(addr, reqwest::Method::DELETE, "/").await.status(),
+        405
+    );
+    let r = request(addr, reqwest::Method::HEAD, "/metrics").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().is_empty());
+
+    let (status, page) = get(&exporter, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("&lt;b&gt;eps&lt;/b&gt;"),
+        "labels are escaped"
+    );
+    assert!(!page.contains("<b>eps</b>"));
+    assert!(
+        page.contains("<td class=\"up\">up</td><td>2</td><td>3</td>"),
+        "{page}"
+    );
+    assert!(page.contains("<td>Jfrog</td>"), "every target is listed");
+    assert!(
+        page.contains("next poll") && page.contains(" (in "),
+        "{page}"
+    );
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn shuts_down_promptly_and_stops_listening() {
+    let (_sim, server) = sim().await;
+    let exporter = exporter(CONFIG, &server).await;
+    let addr = exporter.addr;
+    let started = std::time::Instant::now();
+    exporter.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .is_err());
+}
+
+/// `promtool check metrics` lints names, HELP texts, units and label use.
+#[tokio::test]
+async fn promtool_finds_nothing_to_complain_about() {
+    let required = std::env::var("HSS_EXPORTER_REQUIRE_PROMETHEUS").as_deref() == Ok("1");
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            !required,
+            "promtool is required (HSS_EXPORTER_REQUIRE_PROMETHEUS=1) but not installed"
+        );
+        eprintln!("skipped: promtool not installed (Debian package prometheus)");
+        return;
+    }
+    let (sim, server) = sim().await;
+    sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
+    let exporter = exporter(CONFIG, &server).await;
+    let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
+    let body = wait_for(&exporter, Duration::from_secs(10), |b| {
+        value(b, "hss_registry_statistics_up", &labels).is_some()
+    })
+    .await;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics:\n{said}"
+    );
+    exporter.shutdown().await;
+}
