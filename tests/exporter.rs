@@ -696,3 +696,41 @@ async fn a_wrong_iam_password_is_tried_twice_then_suspended() {
     );
     exporter.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_target_that_never_succeeded_exports_no_values_and_oversized_bodies_are_refused() {
+    let (sim, server) = sim().await;
+    sim.add_fault(FaultRule::always(Fault::Body(format!(
+        r#"{{"fail_num": 0, "success_num": 1, "padding": "{}"}}"#,
+        "x".repeat(100 * 1024)
+    ))));
+    let exporter = exporter(ONE_TARGET, &server).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let body = scrape(&exporter).await;
+    assert_eq!(
+        value(&body, "hss_registry_statistics_up", &harbor()),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&body, "hss_registry_access_fail", &harbor()),
+        None,
+        "no value rather than a zero"
+    );
+    assert_eq!(value(&body, "hss_registry_access_success", &harbor()), None);
+    assert_eq!(
+        value(
+            &body,
+            "hss_registry_statistics_last_success_timestamp_seconds",
+            &harbor()
+        ),
+        None
+    );
+    assert_eq!(errors(&body, "decode"), Some(1.0));
+    let (_, page) = get(&exporter, "/").await;
+    assert!(
+        page.contains("bad answer: response body larger than 65536 bytes"),
+        "{page}"
+    );
+    assert!(page.contains("never"), "last success: never");
+    exporter.shutdown().await;
+}
