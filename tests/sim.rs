@@ -31,6 +31,9 @@ fn signed(ak: &str, sk: &str) -> RequestAuth {
     }
 }
 
+/// Changes a built request's URL or headers before it is sent.
+type Tamper = Box<dyn FnOnce(&mut String, &mut Vec<(String, String)>)>;
+
 /// Sends a built request, letting `tamper` change the URL or headers first.
 async fn send(
     base: &str,
@@ -68,13 +71,7 @@ async fn verifies_signatures_like_the_gateway() {
         (200, serde_json::json!({"fail_num": 1, "success_num": 2}))
     );
 
-    let cases: Vec<(
-        &str,
-        Box<dyn FnOnce(&mut String, &mut Vec<(String, String)>)>,
-        RequestAuth,
-        SystemTime,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, Tamper, RequestAuth, SystemTime, &str)> = vec![
         (
             "wrong secret key",
             Box::new(|_, _| {}),
