@@ -184,9 +184,11 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         );
     }
     let filter = tracing_subscriber::EnvFilter::try_new(level)?;
+    // Colours only on a terminal: journald and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -244,10 +244,7 @@ impl Worker {
     }
 
     async fn run(mut self) {
-        for slot in &self.slots {
-            self.store
-                .set_next_poll(&slot.target, wall_clock_at(slot.due));
-        }
+        self.publish_next_polls();
         if self.once {
             for i in 0..self.slots.len() {
                 if self.suspended {
@@ -270,18 +267,14 @@ impl Worker {
             };
             let planned = self.slots[i].due;
             let wake = self.hold_until.map_or(planned, |h| h.max(planned));
-            tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                _ = sleep_until(wake) => {}
+            if self.unless_cancelled(sleep_until(wake)).await.is_none() {
+                return;
             }
             if self.poll(i).await.is_none() {
                 return;
             }
-            let now = Instant::now();
-            let due = (planned + self.interval).max(now);
-            self.slots[i].due = due;
-            self.store
-                .set_next_poll(&self.slots[i].target, wall_clock_at(due));
+            self.slots[i].due = (planned + self.interval).max(Instant::now());
+            self.publish_next_polls();
         }
     }
 
@@ -309,7 +302,9 @@ impl Worker {
                 }
             };
             self.wait_for_permit().await?;
-            let exchange = self.client.fetch(&target, &auth).await;
+            let exchange = self
+                .unless_cancelled(self.client.fetch(&target, &auth))
+                .await?;
             self.store
                 .record_request(&self.name, &self.region, &exchange.code, exchange.elapsed);
             match exchange.result {
@@ -399,9 +394,22 @@ impl Worker {
     async fn pause_before_retry(&self, target: &Target, error: &ApiError) -> Option<()> {
         let pause = Duration::from_millis(rand::thread_rng().gen_range(RETRY_PAUSE_MS));
         tracing::debug!(%target, %error, ?pause, "transient failure; retrying once");
+        self.unless_cancelled(tokio::time::sleep(pause)).await
+    }
+
+    /// Runs `work` unless shutdown comes first (`None`): shutdown never waits on the cloud.
+    async fn unless_cancelled<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
         tokio::select! {
             _ = self.cancel.cancelled() => None,
-            _ = tokio::time::sleep(pause) => Some(()),
+            out = work => Some(out),
+        }
+    }
+
+    /// Shows on the status page when each target will be polled, pauses included.
+    fn publish_next_polls(&self) {
+        for slot in &self.slots {
+            let at = self.hold_until.map_or(slot.due, |h| h.max(slot.due));
+            self.store.set_next_poll(&slot.target, wall_clock_at(at));
         }
     }
 
@@ -429,10 +437,7 @@ impl Worker {
                 }
                 return Some(());
             }
-            tokio::select! {
-                _ = self.cancel.cancelled() => return None,
-                _ = sleep_until(at) => {}
-            }
+            self.unless_cancelled(sleep_until(at)).await?;
         }
     }
 }

@@ -272,12 +272,28 @@ async fn the_example_config_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("password");
     std::fs::write(&password, "pw\n").unwrap();
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml")).unwrap();
-    let path = config_file(&dir, &example.replace("/run/secrets/hss-password", &password.display().to_string()));
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
+            .unwrap();
+    let path = config_file(
+        &dir,
+        &example.replace("/run/secrets/hss-password", &password.display().to_string()),
+    );
     let out = run(&["check-config", "--config", &path]).await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(stdout.contains("configuration OK: 2 accounts, 4 targets, poll.interval 5m"), "{stdout}");
-    assert!(stdout.contains("  prod/cn-north-4/0123456789abcdef0123456789abcdef/eps=all_granted_eps/Harbor"), "{stdout}");
-    assert!(stdout.contains("account staging (region ap-southeast-1, iam_password auth"), "{stdout}");
+    assert!(
+        stdout.contains("configuration OK: 2 accounts, 4 targets, poll.interval 5m"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  prod/cn-north-4/0123456789abcdef0123456789abcdef/eps=all_granted_eps/Harbor"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("account staging (region ap-southeast-1, iam_password auth"),
+        "{stdout}"
+    );
 }
