@@ -55,6 +55,7 @@ accounts:
 /// `prod`/`Jfrog` answers 503 to two calls in six (so its `up` flaps), the rest is healthy.
 pub fn scenario() -> Sim {
     let sim = Sim::new();
+    sim.set_logging(false);
     sim.add_access_key(DEMO_AK, DEMO_SK);
     sim.add_user("acme", "ops", DEMO_PASSWORD);
     sim.set_rate_limit(Some(60));

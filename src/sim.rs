@@ -149,6 +149,8 @@ struct State {
     windows: HashMap<String, VecDeque<Instant>>,
     faults: Vec<FaultRule>,
     log: Vec<LogEntry>,
+    /// Off for long runs (benchmarks, the demo), where the log would only grow.
+    no_log: bool,
     counter: u64,
 }
 
@@ -241,6 +243,15 @@ impl Sim {
 
     pub fn log(&self) -> Vec<LogEntry> {
         self.state().log.clone()
+    }
+
+    /// Stops (or restarts) recording requests; the log is kept for tests, where runs are short.
+    pub fn set_logging(&self, on: bool) {
+        let mut s = self.state();
+        s.no_log = !on;
+        if !on {
+            s.log = Vec::new();
+        }
     }
 
     /// Binds `addr` and serves until the returned server is dropped or shut down.
@@ -366,7 +377,7 @@ impl Sim {
                 response = Response::new(SimBody::full(Bytes::from(text)));
             }
         }
-        self.state().log.push(LogEntry {
+        self.state().record(LogEntry {
             at: Instant::now(),
             service: Service::Hss,
             caller,
@@ -427,7 +438,7 @@ impl Sim {
                 .insert("X-Subject-Token", token.parse().expect("ascii token"));
             r
         };
-        s.log.push(LogEntry {
+        s.record(LogEntry {
             at: Instant::now(),
             service: Service::Iam,
             caller,
@@ -440,6 +451,12 @@ impl Sim {
 }
 
 impl State {
+    fn record(&mut self, entry: LogEntry) {
+        if !self.no_log {
+            self.log.push(entry);
+        }
+    }
+
     /// Counts the call against the caller's window, or refuses it with the limit.
     fn admit(&mut self, caller: &str) -> Result<(), u32> {
         let Some(limit) = self.rate_limit_per_minute else {
