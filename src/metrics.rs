@@ -2,8 +2,12 @@
 //! status page's rows. Polling writes here; the HTTP server only reads.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -37,6 +41,35 @@ pub struct TargetStatus {
     pub stale: bool,
 }
 
+/// Process metrics (CPU, memory) in a cached body are at most this old.
+const PROCESS_METRICS_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// One encoded exposition, shared by every scrape until something changes.
+pub struct Exposition {
+    generation: u64,
+    built: Instant,
+    pub plain: Bytes,
+    gzip: OnceLock<Bytes>,
+}
+
+impl Exposition {
+    /// The gzip form, compressed once on first demand.
+    pub fn gzip(&self) -> Bytes {
+        self.gzip
+            .get_or_init(|| {
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.plain.len() / 4),
+                    flate2::Compression::fast(),
+                );
+                enc.write_all(&self.plain)
+                    .and_then(|_| enc.finish())
+                    .map(Bytes::from)
+                    .expect("gzip into a Vec cannot fail")
+            })
+            .clone()
+    }
+}
+
 /// Owns the registry and every series; all methods take `&self` and are cheap.
 pub struct Store {
     registry: Registry,
@@ -48,8 +81,11 @@ pub struct Store {
     requests: IntCounterVec,
     poll_errors: IntCounterVec,
     duration: HistogramVec,
-    stale_after: Duration,
+    stale_after: Mutex<Duration>,
     targets: Mutex<BTreeMap<Target, TargetStatus>>,
+    /// Bumped by every change to a series, so a cached exposition knows it is current.
+    generation: AtomicU64,
+    exposition: Mutex<Option<Arc<Exposition>>>,
 }
 
 const ERROR_REASONS: [&str; 7] = [
@@ -161,13 +197,19 @@ impl Store {
             requests,
             poll_errors,
             duration,
-            stale_after,
+            stale_after: Mutex::new(stale_after),
             targets: Mutex::new(BTreeMap::new()),
+            generation: AtomicU64::new(0),
+            exposition: Mutex::new(None),
         }
     }
 
     fn targets(&self) -> std::sync::MutexGuard<'_, BTreeMap<Target, TargetStatus>> {
         self.targets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Makes the accounts' series exist from the start (at 0), so rates work from the first
@@ -183,6 +225,67 @@ impl Store {
                     .with_label_values(&[&t.account, &t.region, reason]);
             }
         }
+        self.changed();
+    }
+
+    /// Forgets every target not in `keep`, with all its series at once; the per-account
+    /// series of accounts left without targets go too.
+    pub fn retain_targets(&self, keep: &std::collections::HashSet<&Target>) {
+        let mut map = self.targets();
+        let gone: Vec<Target> = map.keys().filter(|t| !keep.contains(t)).cloned().collect();
+        for target in &gone {
+            map.remove(target);
+            let labels = target.label_values();
+            for gauge in [&self.success, &self.fail, &self.up, &self.last_success] {
+                let _ = gauge.remove_label_values(&labels);
+            }
+        }
+        let live: std::collections::HashSet<(&str, &str)> = keep
+            .iter()
+            .map(|t| (t.account.as_str(), t.region.as_str()))
+            .collect();
+        let mut accounts: Vec<(String, String)> = gone
+            .iter()
+            .map(|t| (t.account.clone(), t.region.clone()))
+            .filter(|(a, r)| !live.contains(&(a.as_str(), r.as_str())))
+            .collect();
+        accounts.dedup();
+        for (account, region) in &accounts {
+            let labels = [account.as_str(), region.as_str()];
+            let _ = self.suspended.remove_label_values(&labels);
+            let _ = self.duration.remove_label_values(&labels);
+            for reason in ERROR_REASONS {
+                let _ = self
+                    .poll_errors
+                    .remove_label_values(&[account, region, reason]);
+            }
+            use prometheus::core::Collector as _;
+            let codes: Vec<String> = self
+                .requests
+                .collect()
+                .iter()
+                .flat_map(|family| family.get_metric())
+                .filter(|m| {
+                    let l = m.get_label();
+                    let get = |n: &str| l.iter().find(|p| p.get_name() == n).map(|p| p.get_value());
+                    get("account") == Some(account) && get("region") == Some(region)
+                })
+                .filter_map(|m| {
+                    m.get_label()
+                        .iter()
+                        .find(|p| p.get_name() == "code")
+                        .map(|p| p.get_value().to_string())
+                })
+                .collect();
+            for code in &codes {
+                let _ = self.requests.remove_label_values(&[account, region, code]);
+            }
+        }
+        self.changed();
+    }
+
+    pub fn set_stale_after(&self, stale_after: Duration) {
+        *self.stale_after.lock().unwrap_or_else(|e| e.into_inner()) = stale_after;
     }
 
     pub fn record_request(&self, account: &str, region: &str, code: &str, elapsed: Duration) {
@@ -192,11 +295,18 @@ impl Store {
         self.duration
             .with_label_values(&[account, region])
             .observe(elapsed.as_secs_f64());
+        self.changed();
     }
 
+    /// A successful poll. Results for a target that is no longer configured are dropped, so
+    /// a poll that was under way during a reload cannot bring its series back.
     pub fn record_success(&self, target: &Target, stats: Statistics) {
-        let labels = target.label_values();
         let now = SystemTime::now();
+        let mut map = self.targets();
+        let Some(status) = map.get_mut(target) else {
+            return;
+        };
+        let labels = target.label_values();
         self.success
             .with_label_values(&labels)
             .set(stats.success_num as f64);
@@ -207,31 +317,36 @@ impl Store {
         self.last_success
             .with_label_values(&labels)
             .set(unix_seconds(now));
-        let mut map = self.targets();
-        let status = map.entry(target.clone()).or_default();
         status.up = Some(true);
         status.last = Some(stats);
         status.last_success = Some(now);
         status.last_success_at = Some(Instant::now());
         status.last_error = None;
         status.stale = false;
+        self.changed();
     }
 
     /// A failed poll: counts it by reason and marks the target down; values stay until stale.
     pub fn record_failure(&self, target: &Target, error: &ApiError) {
-        self.poll_errors
-            .with_label_values(&[&target.account, &target.region, error.reason()])
-            .inc();
-        self.mark_down(target, &error.to_string());
+        if self.mark_down(target, &error.to_string()) {
+            self.poll_errors
+                .with_label_values(&[&target.account, &target.region, error.reason()])
+                .inc();
+        }
     }
 
     /// Marks a target down without a poll having failed (its account is suspended).
-    pub fn mark_down(&self, target: &Target, why: &str) {
-        self.up.with_label_values(&target.label_values()).set(0.0);
+    /// Returns false for a target that is no longer configured.
+    pub fn mark_down(&self, target: &Target, why: &str) -> bool {
         let mut map = self.targets();
-        let status = map.entry(target.clone()).or_default();
+        let Some(status) = map.get_mut(target) else {
+            return false;
+        };
+        self.up.with_label_values(&target.label_values()).set(0.0);
         status.up = Some(false);
         status.last_error = Some(why.to_string());
+        self.changed();
+        true
     }
 
     pub fn set_next_poll(&self, target: &Target, at: SystemTime) {
@@ -244,30 +359,55 @@ impl Store {
         self.suspended
             .with_label_values(&[account, region])
             .set(i64::from(suspended));
+        self.changed();
     }
 
     /// Removes the value series of targets with no success for `stale_after`; `up` and the
     /// timestamp stay so that the outage itself remains visible. Returns how many went.
     pub fn sweep_stale(&self) -> usize {
         let now = Instant::now();
+        let stale_after = *self.stale_after.lock().unwrap_or_else(|e| e.into_inner());
         let mut removed = 0;
         for (target, status) in self.targets().iter_mut() {
             let expired = status
                 .last_success_at
-                .is_some_and(|at| now.duration_since(at) >= self.stale_after);
+                .is_some_and(|at| now.duration_since(at) >= stale_after);
             if expired && !status.stale {
                 let labels = target.label_values();
                 let _ = self.success.remove_label_values(&labels);
                 let _ = self.fail.remove_label_values(&labels);
                 status.stale = true;
                 removed += 1;
-                tracing::warn!(%target, stale_after = %humantime::format_duration(self.stale_after), "no successful poll for too long; its values are no longer exported");
+                tracing::warn!(%target, stale_after = %humantime::format_duration(stale_after), "no successful poll for too long; its values are no longer exported");
             }
+        }
+        if removed > 0 {
+            self.changed();
         }
         removed
     }
 
-    /// The text exposition of every series.
+    /// The current exposition: encoded once per change and shared by every scrape until
+    /// the next one, so a scrape costs a lookup (and its gzip form one compression).
+    pub fn exposition(&self) -> Arc<Exposition> {
+        let mut cached = self.exposition.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(e) = cached.as_ref() {
+            if e.generation == generation && e.built.elapsed() < PROCESS_METRICS_MAX_AGE {
+                return e.clone();
+            }
+        }
+        let fresh = Arc::new(Exposition {
+            generation,
+            built: Instant::now(),
+            plain: Bytes::from(self.render()),
+            gzip: OnceLock::new(),
+        });
+        *cached = Some(fresh.clone());
+        fresh
+    }
+
+    /// The text exposition of every series, freshly encoded.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new()

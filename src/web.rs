@@ -104,7 +104,7 @@ fn handle(req: &Request<Incoming>, state: &WebState) -> Response<Full<Bytes>> {
         return r;
     }
     match path {
-        "/metrics" => respond(StatusCode::OK, TEXT_FORMAT, state.store.render()),
+        "/metrics" => metrics(req, &state.store),
         "/-/healthy" => text(StatusCode::OK, "OK\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
@@ -114,6 +114,51 @@ fn handle(req: &Request<Incoming>, state: &WebState) -> Response<Full<Bytes>> {
             status_page(&state.store).into_bytes(),
         ),
     }
+}
+
+/// The cached exposition, gzip-encoded when the client asks for it.
+fn metrics(req: &Request<Incoming>, store: &Store) -> Response<Full<Bytes>> {
+    let exposition = store.exposition();
+    let gzip = accepts_gzip(req.headers());
+    let body = if gzip {
+        exposition.gzip()
+    } else {
+        exposition.plain.clone()
+    };
+    let mut r = Response::new(Full::new(body));
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(TEXT_FORMAT),
+    );
+    headers.insert(
+        header::VARY,
+        header::HeaderValue::from_static("Accept-Encoding"),
+    );
+    if gzip {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+    }
+    r
+}
+
+/// True when `Accept-Encoding` lists `gzip` (or `*`) with a non-zero quality.
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let q = parts
+                .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+                .map_or(1.0, |q| q.trim().parse::<f32>().unwrap_or(0.0));
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
+        })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -199,4 +244,26 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(value: &str) -> bool {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, value.parse().unwrap());
+        accepts_gzip(&h)
+    }
+
+    #[test]
+    fn reads_accept_encoding() {
+        assert!(accepts("gzip"));
+        assert!(accepts("deflate, GZIP;q=0.5"));
+        assert!(accepts("*"));
+        assert!(!accepts("gzip;q=0"));
+        assert!(!accepts("identity"));
+        assert!(!accepts("br, deflate"));
+        assert!(!accepts_gzip(&http::HeaderMap::new()));
+    }
 }

@@ -157,3 +157,72 @@ async fn promtool_finds_nothing_to_complain_about() {
     );
     exporter.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
+    let (sim, server) = sim().await;
+    sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
+    let exporter = exporter(CONFIG, &server).await;
+    let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
+    wait_for(&exporter, Duration::from_secs(10), |b| {
+        value(b, "hss_registry_access_fail", &labels) == Some(2.0)
+    })
+    .await;
+    let first = scrape(&exporter).await;
+    // A result recorded right now is in the very next scrape.
+    let harbor = exporter
+        .store
+        .statuses()
+        .into_iter()
+        .map(|(t, _)| t)
+        .find(|t| t.registry_type == Some(RegistryType::Harbor))
+        .unwrap();
+    exporter.store.record_success(
+        &harbor,
+        hss_exporter::hss::Statistics {
+            fail_num: 9,
+            success_num: 1,
+        },
+    );
+    let second = scrape(&exporter).await;
+    assert_eq!(
+        value(&second, "hss_registry_access_fail", &labels),
+        Some(9.0)
+    );
+    assert_ne!(first, second);
+
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/metrics", exporter.addr))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["vary"], "Accept-Encoding");
+    let compressed = r.bytes().await.unwrap();
+    let mut plain = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut plain,
+    )
+    .unwrap();
+    assert_eq!(
+        plain,
+        scrape(&exporter).await,
+        "the gzip form holds the same exposition"
+    );
+    assert!(
+        compressed.len() * 3 < plain.len(),
+        "{} vs {}",
+        compressed.len(),
+        plain.len()
+    );
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/metrics", exporter.addr))
+        .header("Accept-Encoding", "gzip;q=0, identity")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    exporter.shutdown().await;
+}
