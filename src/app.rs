@@ -1,4 +1,5 @@
-//! Wires the parts together: config → scheduler → client → metrics store → HTTP.
+//! Wires the parts together: config → scheduler → client → metrics store → HTTP, and
+//! reloads: a new configuration is validated whole, then handed to the scheduler.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,29 +7,53 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::hss::ApiError;
 use crate::metrics::Store;
-use crate::{scheduler, web};
+use crate::scheduler::{self, Scheduler};
+use crate::web;
 
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Reads the configuration again (file, secrets, environment) for a reload.
+pub type Loader = Arc<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>;
+
+/// How the exporter is run, beyond its configuration.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// Where reloads read the configuration from; without it, reloads are refused.
+    pub loader: Option<Loader>,
+    /// Serve `POST /-/reload` (`--web.enable-lifecycle`).
+    pub enable_lifecycle: bool,
+    /// TLS and basic auth for the web endpoints (`--web.config.file`).
+    pub web: Option<Arc<web::Security>>,
+}
+
+/// A reload request: the answer goes back on the channel.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// A running exporter: its polling workers and its HTTP server.
 pub struct Exporter {
     /// Where the HTTP server listens (useful when bound to port 0).
     pub addr: SocketAddr,
     pub store: Arc<Store>,
+    reloads: mpsc::Sender<ReloadRequest>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Exporter {
     /// Starts polling and serving on `listener`.
-    pub fn start(settings: &Settings, listener: TcpListener) -> Result<Exporter, ApiError> {
+    pub fn start(
+        settings: &Settings,
+        listener: TcpListener,
+        options: Options,
+    ) -> Result<Exporter, ApiError> {
         let addr = listener
             .local_addr()
             .map_err(|e| ApiError::Connect(format!("listener has no address: {e}")))?;
@@ -38,10 +63,22 @@ impl Exporter {
         let store = Arc::new(Store::new(settings.poll.stale_after));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        scheduler::spawn(settings, store.clone(), &cancel, &tracker)?;
+        let scheduler = Scheduler::start(settings, store.clone(), &cancel, &tracker)?;
+        store.record_reload(true);
+        let (reloads, requests) = mpsc::channel(4);
+        tracker.spawn(reload_loop(
+            requests,
+            scheduler,
+            options.loader,
+            settings.clone(),
+            store.clone(),
+            cancel.clone(),
+        ));
         let state = Arc::new(web::WebState {
             store: store.clone(),
             ready: AtomicBool::new(false),
+            reload: options.enable_lifecycle.then(|| reloads.clone()),
+            security: options.web,
         });
         tracker.spawn(web::serve(listener, state.clone(), cancel.clone()));
         tracker.close();
@@ -50,9 +87,18 @@ impl Exporter {
         Ok(Exporter {
             addr,
             store,
+            reloads,
             cancel,
             tracker,
         })
+    }
+
+    /// Reloads the configuration (as on SIGHUP). On error the running one stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || "the exporter is shutting down".to_string();
+        self.reloads.send(reply).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     /// Stops polling and serving; in-flight scrapes are given a few seconds to finish.
@@ -64,5 +110,50 @@ impl Exporter {
         {
             tracing::warn!("tasks still running after {SHUTDOWN_TIMEOUT:?}; exiting anyway");
         }
+    }
+}
+
+/// Owns the scheduler; reloads run here one at a time, whoever asked for them.
+async fn reload_loop(
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    mut scheduler: Scheduler,
+    loader: Option<Loader>,
+    mut current: Settings,
+    store: Arc<Store>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let reply = tokio::select! {
+            _ = cancel.cancelled() => return,
+            request = requests.recv() => match request {
+                Some(reply) => reply,
+                None => return,
+            },
+        };
+        let result = match &loader {
+            None => Err("this exporter was not started from a configuration file".to_string()),
+            Some(load) => load().map_err(|e| e.to_string()).and_then(|new| {
+                if new.listen_address != current.listen_address {
+                    tracing::warn!(running = %current.listen_address, configured = %new.listen_address, "web.listen_address changed; it takes effect at the next restart");
+                }
+                scheduler.apply(&new).map_err(|e| e.to_string())?;
+                current = new;
+                Ok(())
+            }),
+        };
+        store.record_reload(result.is_ok());
+        match &result {
+            Ok(()) => tracing::info!(
+                targets = current.targets().count(),
+                accounts = current.accounts.len(),
+                "configuration reloaded"
+            ),
+            Err(e) => {
+                for line in e.lines() {
+                    tracing::error!("reload failed, the running configuration stays: {line}");
+                }
+            }
+        }
+        let _ = reply.send(result);
     }
 }

@@ -203,7 +203,7 @@ pub struct Settings {
     pub accounts: Vec<Account>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PollSettings {
     pub interval: Duration,
     pub timeout: Duration,
@@ -212,7 +212,7 @@ pub struct PollSettings {
 }
 
 /// One credential with the targets polled through it; rate limits apply per account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub name: String,
     pub region: String,
@@ -223,7 +223,7 @@ pub struct Account {
     pub targets: Vec<Target>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
     AkSk {
         access_key: Secret,

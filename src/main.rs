@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use hss_exporter::app::{Loader, Options};
 use hss_exporter::config::{self, Settings};
+use hss_exporter::web::Security;
 use hss_exporter::{demo::Demo, metrics::Store, scheduler, Exporter};
 use tokio::net::TcpListener;
 
@@ -34,6 +36,12 @@ struct Cli {
     log_level: String,
     #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// TLS and basic auth for the web endpoints, in the Prometheus exporter-toolkit format.
+    #[arg(long = "web.config.file", global = true, value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+    /// Serve POST /-/reload, which reloads the configuration like SIGHUP.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    enable_lifecycle: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -80,14 +88,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Demo) => {
             let listen = cli.listen_address.as_deref().unwrap_or("127.0.0.1:9943");
+            let options = Options {
+                web: web_security(&cli)?,
+                ..Options::default()
+            };
             let demo = Demo::start(listen).await?;
             let listener = demo
                 .listener()
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            let exporter = Exporter::start(&demo.settings, listener)?;
+            let exporter = Exporter::start(&demo.settings, listener, options)?;
             println!("hss-exporter demo: metrics at http://{}/metrics (status page http://{}/, simulated API {})", exporter.addr, exporter.addr, demo.api_url());
-            shutdown_signal().await;
+            run_until_stopped(&exporter).await;
             exporter.shutdown().await;
             demo.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -120,11 +132,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(settings) = load(&cli)? else {
                 return Ok(ExitCode::FAILURE);
             };
+            let options = Options {
+                loader: Some(loader(&cli)),
+                enable_lifecycle: cli.enable_lifecycle,
+                web: web_security(&cli)?,
+            };
             let listener = TcpListener::bind(settings.listen_address)
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.listen_address))?;
-            let exporter = Exporter::start(&settings, listener)?;
-            shutdown_signal().await;
+            let exporter = Exporter::start(&settings, listener, options)?;
+            run_until_stopped(&exporter).await;
             tracing::info!("shutting down");
             exporter.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -132,23 +149,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Reads the configuration file with the process environment, applying
+/// `--web.listen-address`; used at start-up and for every reload.
+fn loader(cli: &Cli) -> Loader {
+    let path = cli.config.clone();
+    let listen = cli.listen_address.clone();
+    Arc::new(move || {
+        let env: config::Env = std::env::vars().collect();
+        let mut settings = config::load_file(&path, &env)?;
+        if let Some(addr) = &listen {
+            settings.listen_address = config::parse_listen_address(addr).ok_or_else(|| {
+                config::ConfigError::Invalid(vec![format!(
+                    "--web.listen-address: invalid address {addr:?}"
+                )])
+            })?;
+        }
+        Ok(settings)
+    })
+}
+
 /// Loads the config; on errors prints one line each to stderr and returns `None`.
 fn load(cli: &Cli) -> anyhow::Result<Option<Settings>> {
-    let env: config::Env = std::env::vars().collect();
-    let mut settings = match config::load_file(&cli.config, &env) {
-        Ok(s) => s,
+    match loader(cli)() {
+        Ok(settings) => Ok(Some(settings)),
         Err(e) => {
             for line in e.to_string().lines() {
                 eprintln!("hss-exporter: {}: {line}", cli.config.display());
             }
-            return Ok(None);
+            Ok(None)
         }
-    };
-    if let Some(addr) = &cli.listen_address {
-        settings.listen_address = config::parse_listen_address(addr)
-            .with_context(|| format!("--web.listen-address: invalid address {addr:?}"))?;
     }
-    Ok(Some(settings))
+}
+
+fn web_security(cli: &Cli) -> anyhow::Result<Option<Arc<Security>>> {
+    let Some(path) = &cli.web_config_file else {
+        return Ok(None);
+    };
+    let security = Security::load(path).context("--web.config.file")?;
+    tracing::info!(file = %path.display(), ?security, "web endpoints protected");
+    Ok(Some(Arc::new(security)))
 }
 
 fn print_plan(settings: &Settings) {
@@ -196,26 +235,33 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM (systemd, Kubernetes) and SIGINT (Ctrl-C) both mean: stop cleanly.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Signals, handled in this one place: SIGTERM (systemd, Kubernetes) and SIGINT (Ctrl-C)
+/// stop the exporter cleanly; SIGHUP reloads the configuration, as for other exporters.
+async fn run_until_stopped(exporter: &Exporter) {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the exporter");
-                let _ = ctrl_c.await;
-                return;
-            }
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, hup) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        );
+        let (Ok(mut term), Ok(mut hup)) = (term, hup) else {
+            tracing::warn!("cannot listen for SIGTERM/SIGHUP; only Ctrl-C stops the exporter");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
         };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // The outcome is logged and exported by the reload itself.
+                    let _ = exporter.reload().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    let _ = tokio::signal::ctrl_c().await;
 }

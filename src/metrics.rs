@@ -81,6 +81,8 @@ pub struct Store {
     requests: IntCounterVec,
     poll_errors: IntCounterVec,
     duration: HistogramVec,
+    reload_ok: IntGaugeVec,
+    reload_at: GaugeVec,
     stale_after: Mutex<Duration>,
     targets: Mutex<BTreeMap<Target, TargetStatus>>,
     /// Bumped by every change to a series, so a cached exposition knows it is current.
@@ -172,8 +174,26 @@ impl Store {
                 option_env!("HSS_EXPORTER_REVISION").unwrap_or("unknown"),
             ])
             .set(1);
+        let reload_ok = IntGaugeVec::new(
+            Opts::new(
+                "hss_exporter_config_last_reload_successful",
+                "1 if the last configuration (re)load succeeded, 0 if it failed and the previous configuration is still running.",
+            ),
+            &[],
+        )
+        .expect("valid metric");
+        let reload_at = GaugeVec::new(
+            Opts::new(
+                "hss_exporter_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful configuration (re)load.",
+            ),
+            &[],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(suspended.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reload_ok.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reload_at.clone()),
+            Box::new(suspended.clone()),
             Box::new(requests.clone()),
             Box::new(poll_errors.clone()),
             Box::new(duration.clone()),
@@ -197,6 +217,8 @@ impl Store {
             requests,
             poll_errors,
             duration,
+            reload_ok,
+            reload_at,
             stale_after: Mutex::new(stale_after),
             targets: Mutex::new(BTreeMap::new()),
             generation: AtomicU64::new(0),
@@ -280,6 +302,17 @@ impl Store {
             for code in &codes {
                 let _ = self.requests.remove_label_values(&[account, region, code]);
             }
+        }
+        self.changed();
+    }
+
+    /// The outcome of loading the configuration, at start-up or on reload.
+    pub fn record_reload(&self, ok: bool) {
+        self.reload_ok.with_label_values(&[]).set(i64::from(ok));
+        if ok {
+            self.reload_at
+                .with_label_values(&[])
+                .set(unix_seconds(SystemTime::now()));
         }
         self.changed();
     }

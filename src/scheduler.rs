@@ -2,11 +2,12 @@
 //! interval, keeps every 60-second window within the account's rate limit (and the optional
 //! global one), backs off when throttled and stops before a failing key gets locked.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
+use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,6 +58,14 @@ impl RateLimiter {
         }
     }
 
+    /// Changes the limit, keeping the calls already made in the window.
+    pub fn set_limit(&mut self, limit: u32) {
+        self.limit = limit.max(1) as usize;
+        while self.calls.len() > self.limit {
+            self.calls.pop_front();
+        }
+    }
+
     pub fn record(&mut self, at: Instant) {
         self.calls.push_back(at);
         while self.calls.len() > self.limit {
@@ -65,7 +74,8 @@ impl RateLimiter {
     }
 }
 
-type SharedLimiter = Arc<Mutex<RateLimiter>>;
+/// The optional cap across all accounts; `None` inside when there is none.
+type SharedLimiter = Arc<Mutex<Option<RateLimiter>>>;
 
 /// Start-up warnings: rounds that cannot fit in the interval at the configured rates.
 pub fn capacity_warnings(settings: &Settings) -> Vec<String> {
@@ -98,54 +108,140 @@ fn round_up(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 
-/// Starts one worker per account and the stale-series sweeper, all owned by `tracker`.
-pub fn spawn(
-    settings: &Settings,
+/// What a worker runs on: its account and the poll settings. Sent again on reload.
+#[derive(Debug, Clone, PartialEq)]
+struct Plan {
+    account: Account,
+    poll: PollSettings,
+}
+
+/// The account workers and the sweeper; [`Scheduler::apply`] moves them to new settings.
+pub struct Scheduler {
     store: Arc<Store>,
-    cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) -> Result<(), ApiError> {
-    let global = settings
-        .poll
-        .global_rate_limit_per_minute
-        .map(|n| Arc::new(Mutex::new(RateLimiter::per_minute(n))));
-    let mut workers = Vec::new();
-    for account in &settings.accounts {
-        workers.push(Worker::new(
-            account,
-            &settings.poll,
-            store.clone(),
-            global.clone(),
-            cancel.clone(),
-            false,
-        )?);
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    global: SharedLimiter,
+    accounts: HashMap<String, RunningAccount>,
+}
+
+struct RunningAccount {
+    plan: Plan,
+    updates: watch::Sender<Plan>,
+    /// A child of the root token: stops this account alone when it leaves the config.
+    cancel: CancellationToken,
+}
+
+impl Scheduler {
+    /// Starts one worker per account and the stale-series sweeper, all owned by `tracker`.
+    pub fn start(
+        settings: &Settings,
+        store: Arc<Store>,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Scheduler, ApiError> {
+        let mut scheduler = Scheduler {
+            store: store.clone(),
+            cancel: cancel.clone(),
+            tracker: tracker.clone(),
+            global: Arc::new(Mutex::new(None)),
+            accounts: HashMap::new(),
+        };
+        scheduler.apply(settings)?;
+        tracker.spawn(sweep(store, settings.poll.stale_after, cancel.clone()));
+        Ok(scheduler)
     }
-    store.add_targets(settings.targets());
-    for w in workers {
-        tracker.spawn(w.run());
+
+    /// Moves to `settings`: removed targets lose their series at once, added ones start
+    /// polling, unchanged ones keep their values and their place in the schedule, and
+    /// changed credentials are used from the next request on.
+    pub fn apply(&mut self, settings: &Settings) -> Result<(), ApiError> {
+        // Build every new client first, so that a failure changes nothing.
+        let mut new_workers = Vec::new();
+        for account in &settings.accounts {
+            if !self.accounts.contains_key(&account.name) {
+                let plan = Plan {
+                    account: account.clone(),
+                    poll: settings.poll,
+                };
+                let cancel = self.cancel.child_token();
+                let (tx, rx) = watch::channel(plan.clone());
+                let worker = Worker::new(
+                    &plan,
+                    self.store.clone(),
+                    self.global.clone(),
+                    cancel.clone(),
+                    Some(rx),
+                )?;
+                new_workers.push((
+                    RunningAccount {
+                        plan,
+                        updates: tx,
+                        cancel,
+                    },
+                    worker,
+                ));
+            }
+        }
+        self.store.set_stale_after(settings.poll.stale_after);
+        {
+            let mut global = self.global.lock().unwrap_or_else(|e| e.into_inner());
+            match (settings.poll.global_rate_limit_per_minute, global.as_mut()) {
+                (None, _) => *global = None,
+                (Some(n), Some(limiter)) => limiter.set_limit(n),
+                (Some(n), None) => *global = Some(RateLimiter::per_minute(n)),
+            }
+        }
+        let keep: HashSet<&Target> = settings.targets().collect();
+        self.store.retain_targets(&keep);
+        self.store.add_targets(settings.targets());
+
+        let names: HashSet<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
+        self.accounts.retain(|name, running| {
+            let stays = names.contains(name.as_str());
+            if !stays {
+                running.cancel.cancel();
+                tracing::info!(account = %name, "account removed; its polling stopped");
+            }
+            stays
+        });
+        for account in &settings.accounts {
+            if let Some(running) = self.accounts.get_mut(&account.name) {
+                let plan = Plan {
+                    account: account.clone(),
+                    poll: settings.poll,
+                };
+                if running.plan != plan {
+                    running.plan = plan.clone();
+                    let _ = running.updates.send(plan);
+                }
+            }
+        }
+        for (running, worker) in new_workers {
+            self.accounts
+                .insert(running.plan.account.name.clone(), running);
+            self.tracker.spawn(worker.run());
+        }
+        Ok(())
     }
-    tracker.spawn(sweep(store, settings.poll.stale_after, cancel.clone()));
-    Ok(())
 }
 
 /// Polls every target once, within the rate limits; returns how many polls failed.
 pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, ApiError> {
-    let global = settings
-        .poll
-        .global_rate_limit_per_minute
-        .map(|n| Arc::new(Mutex::new(RateLimiter::per_minute(n))));
+    let global: SharedLimiter = Arc::new(Mutex::new(
+        settings
+            .poll
+            .global_rate_limit_per_minute
+            .map(RateLimiter::per_minute),
+    ));
     let cancel = CancellationToken::new();
     store.add_targets(settings.targets());
     let mut handles = Vec::new();
     for account in &settings.accounts {
-        let w = Worker::new(
-            account,
-            &settings.poll,
-            store.clone(),
-            global.clone(),
-            cancel.clone(),
-            true,
-        )?;
+        let plan = Plan {
+            account: account.clone(),
+            poll: settings.poll,
+        };
+        let w = Worker::new(&plan, store.clone(), global.clone(), cancel.clone(), None)?;
         handles.push(tokio::spawn(w.run()));
     }
     for h in handles {
@@ -182,12 +278,12 @@ struct Worker {
     client: HssClient,
     store: Arc<Store>,
     limiter: RateLimiter,
-    /// Shared by all accounts when `poll.rate_limit_per_minute` is set.
-    global: Option<SharedLimiter>,
+    /// Shared by all accounts; holds a limiter when `poll.rate_limit_per_minute` is set.
+    global: SharedLimiter,
     slots: Vec<Slot>,
-    interval: Duration,
-    /// Poll every target once, then end.
-    once: bool,
+    plan: Plan,
+    /// New plans on reload; `None` when polling every target once, then ending.
+    updates: Option<watch::Receiver<Plan>>,
     /// No request before this moment (throttled or suspended).
     hold_until: Option<Instant>,
     suspended: bool,
@@ -201,15 +297,16 @@ struct Worker {
 
 impl Worker {
     fn new(
-        account: &Account,
-        poll: &PollSettings,
+        plan: &Plan,
         store: Arc<Store>,
-        global: Option<SharedLimiter>,
+        global: SharedLimiter,
         cancel: CancellationToken,
-        once: bool,
+        updates: Option<watch::Receiver<Plan>>,
     ) -> Result<Self, ApiError> {
+        let (account, poll) = (&plan.account, &plan.poll);
         let start = Instant::now();
         let n = account.targets.len().max(1) as u32;
+        let once = updates.is_none();
         let slots = account
             .targets
             .iter()
@@ -232,8 +329,8 @@ impl Worker {
             limiter: RateLimiter::per_minute(account.rate_limit_per_minute),
             global,
             slots,
-            interval: poll.interval,
-            once,
+            plan: plan.clone(),
+            updates,
             hold_until: None,
             suspended: false,
             throttle_backoff: THROTTLE_BACKOFF,
@@ -243,9 +340,61 @@ impl Worker {
         })
     }
 
+    /// Takes a reloaded plan: keeps the due time of every target that stays, spreads new
+    /// ones over the interval, and starts afresh with new credentials.
+    fn replan(&mut self, plan: Plan) {
+        let (old, new) = (&self.plan.account, &plan.account);
+        let credentials_changed = old.credentials != new.credentials
+            || old.endpoint != new.endpoint
+            || self.plan.poll.timeout != plan.poll.timeout;
+        if credentials_changed {
+            match HssClient::new(new, plan.poll.timeout) {
+                Ok(client) => self.client = client,
+                Err(e) => {
+                    tracing::error!(account = %self.name, error = %e, "cannot build the API client for the new configuration; keeping the old one");
+                    return;
+                }
+            }
+            self.auth_failures = 0;
+            self.suspensions = 0;
+            if self.suspended {
+                self.suspended = false;
+                self.hold_until = None;
+                self.store.set_suspended(&self.name, &self.region, false);
+            }
+            tracing::info!(account = %self.name, "new credentials or endpoint in use");
+        }
+        self.limiter.set_limit(new.rate_limit_per_minute);
+        self.region = new.region.clone();
+        let now = Instant::now();
+        let mut due: HashMap<&Target, Instant> =
+            self.slots.iter().map(|s| (&s.target, s.due)).collect();
+        let added = new
+            .targets
+            .iter()
+            .filter(|t| !due.contains_key(t))
+            .count()
+            .max(1) as u32;
+        let mut k = 0;
+        let slots = new
+            .targets
+            .iter()
+            .map(|t| Slot {
+                target: t.clone(),
+                due: due.remove(t).unwrap_or_else(|| {
+                    k += 1;
+                    now + plan.poll.interval * (k - 1) / added
+                }),
+            })
+            .collect();
+        self.slots = slots;
+        self.plan = plan;
+        self.publish_next_polls();
+    }
+
     async fn run(mut self) {
         self.publish_next_polls();
-        if self.once {
+        if self.updates.is_none() {
             for i in 0..self.slots.len() {
                 if self.suspended {
                     let target = self.slots[i].target.clone();
@@ -267,13 +416,25 @@ impl Worker {
             };
             let planned = self.slots[i].due;
             let wake = self.hold_until.map_or(planned, |h| h.max(planned));
-            if self.unless_cancelled(sleep_until(wake)).await.is_none() {
-                return;
+            let updates = self
+                .updates
+                .as_mut()
+                .expect("a scheduled worker has updates");
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = sleep_until(wake) => {}
+                changed = updates.changed() => {
+                    if changed.is_ok() {
+                        let plan = updates.borrow_and_update().clone();
+                        self.replan(plan);
+                    }
+                    continue;
+                }
             }
             if self.poll(i).await.is_none() {
                 return;
             }
-            self.slots[i].due = (planned + self.interval).max(Instant::now());
+            self.slots[i].due = (planned + self.plan.poll.interval).max(Instant::now());
             self.publish_next_polls();
         }
     }
@@ -421,8 +582,12 @@ impl Worker {
             if let Some(h) = self.hold_until {
                 at = at.max(h);
             }
-            if let Some(global) = &self.global {
-                let mut g = global.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(g) = self
+                .global
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+            {
                 at = at.max(g.next_free(now));
                 if at <= now {
                     g.record(now);

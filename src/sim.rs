@@ -263,6 +263,7 @@ impl Sim {
         let task = tokio::spawn(crate::web::serve_with(
             listener,
             cancel.clone(),
+            None,
             move |req| {
                 let sim = sim.clone();
                 async move { sim.handle(req).await }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hss_exporter::app::Options;
 use hss_exporter::config::{self, Env};
 use hss_exporter::sim::{LogEntry, Service, Sim, SimServer};
 use hss_exporter::Exporter;
@@ -42,10 +43,14 @@ pub async fn sim() -> (Sim, SimServer) {
 
 /// Starts an exporter on `127.0.0.1:0` from YAML in which `{API}` stands for the simulator.
 pub async fn exporter(yaml: &str, server: &SimServer) -> Exporter {
+    exporter_with(yaml, server, Options::default()).await
+}
+
+pub async fn exporter_with(yaml: &str, server: &SimServer, options: Options) -> Exporter {
     let yaml = yaml.replace("{API}", &server.url());
     let settings = config::load_str(&yaml, &env()).expect("test config is valid");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Exporter::start(&settings, listener).unwrap()
+    Exporter::start(&settings, listener, options).unwrap()
 }
 
 pub async fn get(exporter: &Exporter, path: &str) -> (u16, String) {

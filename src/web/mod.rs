@@ -1,14 +1,18 @@
-//! The HTTP server: `/metrics`, the status page, health and readiness. It only reads the
-//! metrics store; nothing here waits on the cloud.
+//! The HTTP server: `/metrics`, the status page, health, readiness and reload. It only
+//! reads the metrics store; nothing here waits on the cloud.
 
+pub mod security;
+
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -16,12 +20,26 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+pub use security::Security;
+
+use crate::app::ReloadRequest;
 use crate::metrics::Store;
 
-/// A client gets this long to send its request headers (slow-loris guard).
+/// A client gets this long to send its request headers, and an idle keep-alive connection
+/// this long before it is closed (slow-loris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted; a scrape's is some hundred bytes.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Connections served at once, and from one client address: a flood from one host cannot
+/// take the slots of every scraper.
+const MAX_CONNECTIONS: usize = 512;
+const MAX_CONNECTIONS_PER_IP: usize = 64;
 /// How long shutdown waits for in-flight scrapes to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -31,21 +49,72 @@ pub struct WebState {
     pub store: Arc<Store>,
     /// Set once the configuration is loaded and the first poll round has started.
     pub ready: AtomicBool,
+    /// Where `POST /-/reload` sends its request; `None` without `--web.enable-lifecycle`.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    pub security: Option<Arc<Security>>,
 }
 
 /// Serves the exporter's endpoints until `cancel` fires.
 pub async fn serve(listener: TcpListener, state: Arc<WebState>, cancel: CancellationToken) {
-    serve_with(listener, cancel, move |req| {
+    let tls = state.security.as_ref().and_then(|s| s.tls.clone());
+    serve_with(listener, cancel, tls, move |req| {
         let state = state.clone();
-        async move { handle(&req, &state) }
+        async move { handle(req, &state).await }
     })
     .await
 }
 
+/// Counts open connections, in all and per client address.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Held by a connection's task; gives its slot back when the connection ends.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(slots: &Arc<Mutex<Slots>>, ip: IpAddr) -> Option<Slot> {
+        let mut s = slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = s.per_ip.get(&ip).copied().unwrap_or(0);
+        if s.total >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_IP {
+            return None;
+        }
+        s.total += 1;
+        *s.per_ip.entry(ip).or_default() += 1;
+        Some(Slot {
+            slots: slots.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        s.total -= 1;
+        if let Some(n) = s.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// The accept loop shared by the exporter and the simulated API: one task per connection,
-/// a header-read timeout, and on `cancel` a bounded wait for in-flight requests.
-pub async fn serve_with<H, F, B>(listener: TcpListener, cancel: CancellationToken, handler: H)
-where
+/// TLS when given, connection limits, a header-read timeout, and on `cancel` a bounded wait
+/// for in-flight requests.
+pub async fn serve_with<H, F, B>(
+    listener: TcpListener,
+    cancel: CancellationToken,
+    tls: Option<TlsAcceptor>,
+    handler: H,
+) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = Response<B>> + Send + 'static,
     B: hyper::body::Body + Send + 'static,
@@ -57,7 +126,8 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(MAX_HEAD_BYTES);
+    let slots = Arc::new(Mutex::new(Slots::default()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -71,14 +141,39 @@ where
                 }
             },
         };
+        let Some(slot) = Slot::take(&slots, peer.ip()) else {
+            tracing::debug!(%peer, "too many connections; closing this one");
+            continue;
+        };
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let response = handler(req);
             async move { Ok::<_, Infallible>(response.await) }
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _slot = slot;
+            let result = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(tls), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            return tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -92,26 +187,76 @@ where
     }
 }
 
-fn handle(req: &Request<Incoming>, state: &WebState) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    if !matches!(path, "/" | "/metrics" | "/-/healthy" | "/-/ready") {
-        return text(StatusCode::NOT_FOUND, "not found\n");
+async fn handle(req: Request<Incoming>, state: &WebState) -> Response<Full<Bytes>> {
+    let mut response = route(req, state).await;
+    if let Some(security) = &state.security {
+        for (name, value) in &security.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
     }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    response
+}
+
+async fn route(req: Request<Incoming>, state: &WebState) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let allowed: &'static str = match path {
+        "/" | "/metrics" | "/-/healthy" | "/-/ready" => "GET, HEAD",
+        "/-/reload" => "POST, PUT",
+        _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    if let Some(security) = &state.security {
+        if !security
+            .authorized(req.headers().get(header::AUTHORIZATION))
+            .await
+        {
+            let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"hss-exporter\", charset=\"UTF-8\""),
+            );
+            return r;
+        }
+    }
+    if !allowed.split(", ").any(|m| m == req.method().as_str()) {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         r.headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            .insert(header::ALLOW, header::HeaderValue::from_static(allowed));
         return r;
     }
     match path {
-        "/metrics" => metrics(req, &state.store),
+        "/metrics" => metrics(&req, &state.store),
         "/-/healthy" => text(StatusCode::OK, "OK\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/-/reload" => reload(state).await,
         _ => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
             status_page(&state.store).into_bytes(),
+        ),
+    }
+}
+
+async fn reload(state: &WebState) -> Response<Full<Bytes>> {
+    let Some(requests) = &state.reload else {
+        return text(
+            StatusCode::FORBIDDEN,
+            "lifecycle API is not enabled (start with --web.enable-lifecycle)\n",
+        );
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let result = match requests.send(reply).await {
+        Ok(()) => answer
+            .await
+            .unwrap_or_else(|_| Err("the exporter is shutting down".into())),
+        Err(_) => Err("the exporter is shutting down".into()),
+    };
+    match result {
+        Ok(()) => text(StatusCode::OK, "configuration reloaded\n"),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain; charset=utf-8",
+            format!("reload failed, the running configuration stays:\n{e}\n").into_bytes(),
         ),
     }
 }
