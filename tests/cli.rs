@@ -297,3 +297,135 @@ async fn the_example_config_is_valid() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_configuration() {
+    let (sim, server) = sim().await;
+    sim.set_stats(P1, None, RegistryType::Harbor, 1, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = GOOD.replace("{API}", &server.url()).replace(
+        "[Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]",
+        "[Harbor, Jfrog]",
+    );
+    let yaml = yaml.replace(
+        "    region: cn-north-4\n",
+        "    region: cn-north-4\n    rate_limit_per_minute: 60\n",
+    );
+    let path = config_file(&dir, &yaml.replace("interval: 1m", "interval: 2s"));
+    let mut child = Command::new(BIN)
+        .args([
+            "--config",
+            &path,
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.format",
+            "json",
+        ])
+        .env_clear()
+        .envs(env())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("start-up log line");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(addr) = v["fields"]["addr"].as_str() {
+            break addr.to_string();
+        }
+    };
+    let url = format!("http://{addr}/metrics");
+    let jfrog = target("prod", "cn-north-4", P1, "", "Jfrog");
+    let scrape_until = |ready: Box<dyn Fn(&str) -> bool + Send>| {
+        let url = url.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+                if ready(&body) {
+                    return body;
+                }
+                assert!(std::time::Instant::now() < deadline, "not reached:\n{body}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let j = jfrog.clone();
+    scrape_until(Box::new(move |b| {
+        value(b, "hss_registry_statistics_up", &j) == Some(1.0)
+    }))
+    .await;
+
+    std::fs::write(
+        &path,
+        yaml.replace("interval: 1m", "interval: 2s")
+            .replace("[Harbor, Jfrog]", "[Harbor]"),
+    )
+    .unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let j = jfrog.clone();
+    let body = scrape_until(Box::new(move |b| {
+        value(b, "hss_registry_statistics_up", &j).is_none()
+    }))
+    .await;
+    assert_eq!(
+        value(&body, "hss_exporter_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "hss_registry_access_fail",
+            &target("prod", "cn-north-4", P1, "", "Harbor")
+        ),
+        Some(1.0)
+    );
+
+    std::fs::write(&path, "accounts: [").unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    scrape_until(Box::new(|b| {
+        value(b, "hss_exporter_config_last_reload_successful", &[]) == Some(0.0)
+    }))
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a bad reload does not stop the exporter"
+    );
+
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let logs: Vec<String> = rx.try_iter().collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reload failed, the running configuration stays")),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains(SK)),
+        "no secret in the logs"
+    );
+}

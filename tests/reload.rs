@@ -1,0 +1,335 @@
+//! Reloading the configuration: targets added, removed and changed, a bad file that keeps
+//! the running configuration, rotated secret files, and the reload endpoint.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use hss_exporter::app::Options;
+use hss_exporter::config;
+use hss_exporter::hss::RegistryType::*;
+use hss_exporter::sim::SimServer;
+use hss_exporter::Exporter;
+
+const BEFORE: &str = r#"
+poll: { interval: 1m, timeout: 5s, stale_after: 10m }
+accounts:
+  - name: prod
+    region: cn-north-4
+    endpoint: "{API}"
+    rate_limit_per_minute: 60
+    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_file: "{SK_FILE}" } }
+    projects:
+      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
+        registry_types: [Harbor, Jfrog]
+  - name: old
+    region: cn-north-4
+    endpoint: "{API}"
+    auth: { token: { token_env: HSS_TOKEN } }
+    projects:
+      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    server: SimServer,
+}
+
+impl Setup {
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+    fn sk_file(&self) -> PathBuf {
+        self.dir.path().join("sk")
+    }
+    fn write(&self, yaml: &str) {
+        let yaml = yaml
+            .replace("{API}", &self.server.url())
+            .replace("{SK_FILE}", &self.sk_file().display().to_string());
+        std::fs::write(self.path(), yaml).unwrap();
+    }
+    async fn start(&self, lifecycle: bool) -> Exporter {
+        let path = self.path();
+        let loader: hss_exporter::app::Loader = Arc::new(move || config::load_file(&path, &env()));
+        let settings = loader().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = Options {
+            loader: Some(loader),
+            enable_lifecycle: lifecycle,
+            web: None,
+        };
+        Exporter::start(&settings, listener, options).unwrap()
+    }
+}
+
+async fn setup(sk: &str) -> (hss_exporter::sim::Sim, Setup) {
+    let (sim, server) = sim().await;
+    let s = Setup {
+        dir: tempfile::tempdir().unwrap(),
+        server,
+    };
+    std::fs::write(s.sk_file(), format!("{sk}\n")).unwrap();
+    s.write(BEFORE);
+    (sim, s)
+}
+
+fn reload_ok(body: &str) -> Option<f64> {
+    value(body, "hss_exporter_config_last_reload_successful", &[])
+}
+
+#[tokio::test(start_paused = true)]
+async fn targets_added_removed_and_unchanged() {
+    let (sim, s) = setup(SK).await;
+    sim.set_stats(P1, None, Harbor, 1, 1);
+    sim.set_stats(P1, None, Jfrog, 2, 2);
+    sim.set_stats(P1, None, Other, 3, 3);
+    let exporter = s.start(false).await;
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let body = scrape(&exporter).await;
+    assert_eq!(reload_ok(&body), Some(1.0));
+    let started_at = value(
+        &body,
+        "hss_exporter_config_last_reload_success_timestamp_seconds",
+        &[],
+    )
+    .unwrap();
+    let harbor = target("prod", "cn-north-4", P1, "", "Harbor");
+    let jfrog = target("prod", "cn-north-4", P1, "", "Jfrog");
+    let other = target("prod", "cn-north-4", P1, "", "Other");
+    let old = target("old", "cn-north-4", P2, "", "all");
+    assert_eq!(value(&body, "hss_registry_access_fail", &jfrog), Some(2.0));
+    assert!(value(&body, "hss_registry_statistics_up", &old).is_some());
+    let harbor_polls = |log: &[hss_exporter::sim::LogEntry]| {
+        hss_requests(log, AK)
+            .iter()
+            .filter(|e| e.query.contains("Harbor"))
+            .map(|e| e.at)
+            .collect::<Vec<_>>()
+    };
+    let before = harbor_polls(&sim.log());
+    assert_eq!(before.len(), 1);
+
+    // Jfrog and the whole "old" account go; Other comes; Harbor stays as it was.
+    s.write(
+        &BEFORE
+            .replace("[Harbor, Jfrog]", "[Harbor, Other]")
+            .split("  - name: old")
+            .next()
+            .unwrap()
+            .to_string(),
+    );
+    sim.set_stats(P1, None, Harbor, 5, 5); // not visible until Harbor's next regular poll
+    exporter.reload().await.unwrap();
+    let body = scrape(&exporter).await;
+    assert_eq!(reload_ok(&body), Some(1.0));
+    assert!(
+        value(
+            &body,
+            "hss_exporter_config_last_reload_success_timestamp_seconds",
+            &[]
+        )
+        .unwrap()
+            >= started_at
+    );
+    for gone in [&jfrog, &old] {
+        for metric in [
+            "hss_registry_access_fail",
+            "hss_registry_access_success",
+            "hss_registry_statistics_up",
+            "hss_registry_statistics_last_success_timestamp_seconds",
+        ] {
+            assert_eq!(
+                value(&body, metric, gone),
+                None,
+                "{metric} {gone:?} removed at once"
+            );
+        }
+    }
+    assert!(
+        !body.contains("account=\"old\""),
+        "no series of the removed account remain:\n{body}"
+    );
+    assert_eq!(
+        value(&body, "hss_registry_access_fail", &harbor),
+        Some(1.0),
+        "unchanged target keeps its value"
+    );
+
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let body = scrape(&exporter).await;
+    assert_eq!(
+        value(&body, "hss_registry_access_fail", &other),
+        Some(3.0),
+        "added target polled"
+    );
+    let after = harbor_polls(&sim.log());
+    assert_eq!(after.len(), 2, "Harbor was not polled again by the reload");
+    assert_eq!(
+        after[1] - after[0],
+        Duration::from_secs(60),
+        "and kept its place in the schedule"
+    );
+    assert_eq!(value(&body, "hss_registry_access_fail", &harbor), Some(5.0));
+    let old_polls = hss_requests(&sim.log(), "token-owner").len();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(
+        hss_requests(&sim.log(), "token-owner").len(),
+        old_polls,
+        "removed account stopped polling"
+    );
+    exporter.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_file_keeps_the_running_configuration() {
+    let (sim, s) = setup(SK).await;
+    sim.set_stats(P1, None, Harbor, 1, 1);
+    let exporter = s.start(false).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let first = value(
+        &scrape(&exporter).await,
+        "hss_exporter_config_last_reload_success_timestamp_seconds",
+        &[],
+    )
+    .unwrap();
+
+    for (broken, wanted) in [
+        (
+            BEFORE.replace("[Harbor, Jfrog]", "[Harbour]"),
+            r#"accounts[0].projects[0].registry_types[0]: unknown value "Harbour""#,
+        ),
+        (
+            BEFORE.replace("interval: 1m", "interval: 0s"),
+            "poll.interval: must be greater than zero",
+        ),
+        ("accounts: [".to_string(), "config.yaml"),
+    ] {
+        s.write(&broken);
+        let err = exporter.reload().await.unwrap_err();
+        assert!(err.contains(wanted), "{err}");
+        let body = scrape(&exporter).await;
+        assert_eq!(reload_ok(&body), Some(0.0));
+        assert_eq!(
+            value(
+                &body,
+                "hss_exporter_config_last_reload_success_timestamp_seconds",
+                &[]
+            ),
+            Some(first)
+        );
+    }
+    let polls = hss_requests(&sim.log(), AK).len();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        hss_requests(&sim.log(), AK).len(),
+        polls + 2,
+        "the old configuration keeps polling"
+    );
+    assert_eq!(
+        value(
+            &scrape(&exporter).await,
+            "hss_registry_statistics_up",
+            &target("prod", "cn-north-4", P1, "", "Harbor")
+        ),
+        Some(1.0)
+    );
+
+    s.write(BEFORE);
+    exporter.reload().await.unwrap();
+    assert_eq!(reload_ok(&scrape(&exporter).await), Some(1.0));
+    exporter.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotated_secret_file_ends_the_auth_suspension_on_reload() {
+    let (sim, s) = setup("an-old-revoked-secret").await;
+    let exporter = s.start(false).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let account = [("account", "prod"), ("region", "cn-north-4")];
+    assert_eq!(
+        value(
+            &scrape(&exporter).await,
+            "hss_exporter_account_suspended",
+            &account
+        ),
+        Some(1.0)
+    );
+    assert_eq!(hss_requests(&sim.log(), AK).len(), 2);
+
+    // The operator rotates the key in place and reloads: no restart, no 5-minute wait.
+    std::fs::write(s.sk_file(), format!("{SK}\n")).unwrap();
+    exporter.reload().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let body = scrape(&exporter).await;
+    assert_eq!(
+        value(&body, "hss_exporter_account_suspended", &account),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "hss_registry_statistics_up",
+            &target("prod", "cn-north-4", P1, "", "Harbor")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &body,
+            "hss_registry_statistics_up",
+            &target("prod", "cn-north-4", P1, "", "Jfrog")
+        ),
+        Some(1.0)
+    );
+    let reqs = hss_requests(&sim.log(), AK);
+    assert_eq!(
+        reqs.iter().map(|e| e.status).collect::<Vec<_>>(),
+        vec![401, 401, 200, 200]
+    );
+    assert!(!body.contains("an-old-revoked-secret"));
+    exporter.shutdown().await;
+}
+
+async fn post(exporter: &Exporter, method: reqwest::Method) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .request(method, format!("http://{}/-/reload", exporter.addr))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_reload_endpoint_needs_the_lifecycle_flag() {
+    let (_sim, s) = setup(SK).await;
+    let exporter = s.start(false).await;
+    let (status, body) = post(&exporter, reqwest::Method::POST).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            403,
+            "lifecycle API is not enabled (start with --web.enable-lifecycle)\n"
+        )
+    );
+    exporter.shutdown().await;
+
+    let exporter = s.start(true).await;
+    assert_eq!(
+        post(&exporter, reqwest::Method::POST).await,
+        (200, "configuration reloaded\n".into())
+    );
+    assert_eq!(post(&exporter, reqwest::Method::PUT).await.0, 200);
+    assert_eq!(post(&exporter, reqwest::Method::GET).await.0, 405);
+    s.write(&BEFORE.replace("Jfrog", "Nexus"));
+    let (status, body) = post(&exporter, reqwest::Method::POST).await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains(r#"registry_types[1]: unknown value "Nexus""#),
+        "{body}"
+    );
+    assert_eq!(reload_ok(&scrape(&exporter).await), Some(0.0));
+    exporter.shutdown().await;
+}
