@@ -174,7 +174,7 @@ fn load(cli: &Cli) -> anyhow::Result<Option<Settings>> {
         Ok(settings) => Ok(Some(settings)),
         Err(e) => {
             for line in e.to_string().lines() {
-                eprintln!("hss-exporter: {}: {line}", cli.config.display());
+                eprintln!("hss-exporter: {line}");
             }
             Ok(None)
         }

@@ -114,12 +114,11 @@ async fn targets_added_removed_and_unchanged() {
 
     // Jfrog and the whole "old" account go; Other comes; Harbor stays as it was.
     s.write(
-        &BEFORE
+        BEFORE
             .replace("[Harbor, Jfrog]", "[Harbor, Other]")
             .split("  - name: old")
             .next()
-            .unwrap()
-            .to_string(),
+            .unwrap(),
     );
     sim.set_stats(P1, None, Harbor, 5, 5); // not visible until Harbor's next regular poll
     exporter.reload().await.unwrap();

@@ -29,13 +29,16 @@ pub fn decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        // Both must be hex digits: from_str_radix alone would accept "+1".
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("two ASCII hex digits");
+            out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -138,10 +141,13 @@ pub fn sign(
 
 /// `X-Sdk-Date` for a moment: `YYYYMMDDTHHMMSSZ`, UTC.
 pub fn sdk_date(at: std::time::SystemTime) -> String {
+    /// 9999-12-31T23:59:59Z, the last moment the format can write.
+    const LAST: u64 = 253_402_300_799;
     let secs = at
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .min(LAST);
     let rfc = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
     )
@@ -248,6 +254,11 @@ mod tests {
     fn encoding_matches_the_sdk() {
         assert_eq!(encode("a,b c+d~e*f/ü"), "a%2Cb%20c%2Bd~e%2Af%2F%C3%BC");
         assert_eq!(decode("a%2Cb%zz%4"), "a,b%zz%4");
+        assert_eq!(
+            decode("%+1%-f%2"),
+            "%+1%-f%2",
+            "malformed escapes stay as they are"
+        );
         assert_eq!(canonical_uri("/v5/p%20x/stats"), "/v5/p%20x/stats/");
         assert_eq!(canonical_uri("/"), "/");
     }
@@ -259,5 +270,7 @@ mod tests {
         assert_eq!(parse_sdk_date("20261127T120000Z"), Some(t));
         assert_eq!(parse_sdk_date("2026-11-27"), None);
         assert_eq!(parse_sdk_date("20261327T120000Z"), None);
+        let far = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::MAX / 4);
+        assert_eq!(sdk_date(far), "99991231T235959Z");
     }
 }

@@ -73,17 +73,9 @@ impl Security {
     /// Reads and checks a web config file; every problem names its key.
     pub fn load(path: &Path) -> Result<Security, WebConfigError> {
         let err = |m: String| WebConfigError(format!("{}: {m}", path.display()));
-        let source = config::File::from(path)
-            .format(config::FileFormat::Yaml)
-            .required(true);
-        let built = config::Config::builder()
-            .add_source(source)
-            .build()
-            .map_err(|e| WebConfigError(e.to_string()))?;
-        let file: WebConfigFile = serde_path_to_error::deserialize(built).map_err(|e| {
-            let at = e.path().to_string();
-            err(format!("{at}: {}", e.into_inner()))
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read the file: {e}")))?;
+        let file: WebConfigFile = crate::config::deserialize(&text, None).map_err(err)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let tls = file
             .tls_server_config

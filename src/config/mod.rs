@@ -1,6 +1,8 @@
 //! The configuration file: its serde shape, loading (file + `HSS_EXPORTER__` env overrides),
 //! and the one validation pass that turns it into [`Settings`].
 
+mod yaml;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -151,46 +153,11 @@ pub struct IamPasswordSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectSection {
-    #[serde(deserialize_with = "id")]
     pub project_id: String,
-    #[serde(default, deserialize_with = "optional_id")]
+    #[serde(default)]
     pub enterprise_project_id: Option<String>,
     #[serde(default)]
     pub registry_types: Option<Vec<String>>,
-}
-
-/// An ID as text. YAML reads an unquoted all-digit ID as a number: a whole number is kept
-/// exactly, but one too long for that was already rounded, so it is refused.
-fn id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    struct Id;
-    impl serde::de::Visitor<'_> for Id {
-        type Value = String;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an ID string")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
-            Err(E::custom(format!(
-                "YAML read this ID as the number {v}, losing digits; put the ID in quotes"
-            )))
-        }
-    }
-    d.deserialize_any(Id)
-}
-
-fn optional_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    id(d).map(Some)
 }
 
 // ---- the validated model ----
@@ -303,48 +270,87 @@ pub fn min_interval(targets: usize, per_minute: u32) -> Duration {
 /// Where secrets named by `*_env` keys come from; a map so tests never touch the process env.
 pub type Env = HashMap<String, String>;
 
-/// Loads and validates a file, with `HSS_EXPORTER__` overrides taken from `env`.
+/// Loads and validates a file, with `HSS_EXPORTER__` overrides taken from `env`. Every
+/// problem line starts with the file's path.
 pub fn load_file(path: &Path, env: &Env) -> Result<Settings, ConfigError> {
-    let source = config::File::from(path)
-        .format(config::FileFormat::Yaml)
-        .required(true);
-    load(source, env)
+    let at = |line: &str| format!("{}: {line}", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Load(at(&format!("cannot read the file: {e}"))))?;
+    load_str(&text, env).map_err(|e| match e {
+        ConfigError::Load(line) => ConfigError::Load(at(&line)),
+        ConfigError::Invalid(lines) => ConfigError::Invalid(lines.iter().map(|l| at(l)).collect()),
+    })
 }
 
 /// Loads and validates YAML text, with `HSS_EXPORTER__` overrides taken from `env`.
 pub fn load_str(yaml: &str, env: &Env) -> Result<Settings, ConfigError> {
-    load(config::File::from_str(yaml, config::FileFormat::Yaml), env)
+    let file: FileConfig = deserialize(yaml, Some(env)).map_err(ConfigError::Load)?;
+    validate(file, env)
 }
 
-fn load<S>(source: S, env: &Env) -> Result<Settings, ConfigError>
-where
-    S: config::Source + Send + Sync + 'static,
-{
-    let overrides: config::Map<String, String> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let built = config::Config::builder()
-        .add_source(source)
-        .add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .source(Some(overrides)),
-        )
-        .build()
-        .map_err(|e| ConfigError::Load(e.to_string()))?;
-    let file: FileConfig = serde_path_to_error::deserialize(built).map_err(|e| {
+/// YAML text (and, when given, `HSS_EXPORTER__` overrides) into `T`, through the config
+/// crate. Errors name the key path.
+pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(
+    yaml: &str,
+    env: Option<&Env>,
+) -> Result<T, String> {
+    let json = yaml::to_json(yaml)?;
+    let Some(top) = json.as_object() else {
+        return Err("the file must be a mapping of keys, not a single value or a list".into());
+    };
+    // The config crate reads top-level keys and override names as paths (`a.b[3]`); only
+    // plain names may reach it.
+    if let Some(key) = top.keys().find(|k| !is_plain_name(k)) {
+        return Err(format!("{key:?}: unknown field"));
+    }
+    let mut overrides = config::Map::new();
+    for (name, value) in env.into_iter().flatten() {
+        let Some(path) = name.strip_prefix(&format!("{ENV_PREFIX}__")) else {
+            continue;
+        };
+        let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if !segments.iter().all(|s| is_plain_name(s)) {
+            return Err(format!(
+                "{name}: not a valid override (expected {ENV_PREFIX}__SECTION__KEY, e.g. {ENV_PREFIX}__POLL__INTERVAL; the accounts list cannot be overridden)"
+            ));
+        }
+        overrides.insert(name.clone(), value.clone());
+    }
+    let build = || {
+        config::Config::builder()
+            .add_source(config::File::from_str(
+                &json.to_string(),
+                config::FileFormat::Json,
+            ))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .source(Some(overrides.clone())),
+            )
+            .build()
+    };
+    // Belt and braces: the input was checked above, but a parser panic must never take the
+    // exporter down with it (a reload runs inside the live process).
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+        .map_err(|_| "the configuration could not be parsed".to_string())?
+        .map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(built).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         if path == "." || path.is_empty() {
-            ConfigError::Load(inner)
+            inner
         } else {
-            ConfigError::Load(format!("{path}: {inner}"))
+            format!("{path}: {inner}")
         }
-    })?;
-    validate(file, env)
+    })
+}
+
+/// A key the config crate takes literally: lower-case letters, digits and `_`.
+fn is_plain_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Checks meaning (not shape) and resolves secrets; reports every problem, one line each.
@@ -469,7 +475,17 @@ fn validate_account(
     let mut seen: HashMap<Target, String> = HashMap::new();
     for (j, project) in raw.projects.iter().enumerate() {
         let pat = format!("{at}.projects[{j}]");
+        let before = errors.len();
         check_id(&format!("{pat}.project_id"), &project.project_id, errors);
+        // It travels in the URL path and the X-Project-Id header: keep it to what both carry
+        // unchanged (real IDs are 32 hex digits).
+        let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if errors.len() == before && !project.project_id.chars().all(plain) {
+            errors.push(format!(
+                "{pat}.project_id: {:?} may hold only letters, digits, '-' and '_'",
+                project.project_id
+            ));
+        }
         if let Some(eps) = &project.enterprise_project_id {
             check_id(&format!("{pat}.enterprise_project_id"), eps, errors);
         }
@@ -506,7 +522,8 @@ fn validate_account(
             };
             if let Some(first) = seen.get(&target) {
                 errors.push(format!(
-                    "{pat}: duplicate target {target} (already at {first})"
+                    "{pat}: duplicate target {:?} (already at {first})",
+                    target.to_string()
                 ));
                 continue;
             }
@@ -683,8 +700,8 @@ fn secret(
             Ok(v) => v,
             Err(e) => {
                 errors.push(format!(
-                    "{at}.{name}_file: cannot read {}: {e}",
-                    path.display()
+                    "{at}.{name}_file: cannot read {:?}: {e}",
+                    path.display().to_string()
                 ));
                 return None;
             }
@@ -704,7 +721,7 @@ fn secret(
         errors.push(match (from_env, from_file) {
             (Some(var), _) => format!("{at}.{name}_env: environment variable {var:?} is empty"),
             (_, path) => format!(
-                "{at}.{name}_file: {} is empty",
+                "{at}.{name}_file: {:?} is empty",
                 path.as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_default()
@@ -951,22 +968,33 @@ accounts:
         let msg = refused(&yaml, &env());
         assert!(
             msg.starts_with(&format!(
-                "accounts[0].auth.ak_sk.secret_key_file: cannot read {}: ",
-                missing.display()
+                "accounts[0].auth.ak_sk.secret_key_file: cannot read {:?}: ",
+                missing.display().to_string()
             )),
             "{msg}"
         );
     }
 
     #[test]
+    fn refuses_project_ids_a_request_cannot_carry() {
+        for id in ["..", "a b", "¡", "p/q"] {
+            let yaml = GOOD.replace("fedcba9876543210fedcba9876543210", &format!("\"{id}\""));
+            assert_eq!(
+                refused(&yaml, &env()),
+                format!("accounts[0].projects[1].project_id: {id:?} may hold only letters, digits, '-' and '_'")
+            );
+        }
+    }
+
+    #[test]
     fn refuses_duplicate_targets_and_accounts() {
         assert_refused(
             &GOOD.replace("[SwrPrivate, Harbor]", "[SwrPrivate, Harbor, SwrPrivate]"),
-            "accounts[0].projects[0]: duplicate target prod/cn-north-4/0123456789abcdef0123456789abcdef/eps=all_granted_eps/SwrPrivate (already at accounts[0].projects[0])",
+            "accounts[0].projects[0]: duplicate target \"prod/cn-north-4/0123456789abcdef0123456789abcdef/eps=all_granted_eps/SwrPrivate\" (already at accounts[0].projects[0])",
         );
         assert_refused(
             &GOOD.replace("  - project_id: fedcba9876543210fedcba9876543210", "  - project_id: fedcba9876543210fedcba9876543210\n      - project_id: fedcba9876543210fedcba9876543210"),
-            "accounts[0].projects[2]: duplicate target prod/cn-north-4/fedcba9876543210fedcba9876543210/all (already at accounts[0].projects[1])",
+            "accounts[0].projects[2]: duplicate target \"prod/cn-north-4/fedcba9876543210fedcba9876543210/all\" (already at accounts[0].projects[1])",
         );
         let accounts = GOOD.split_once("accounts:\n").unwrap().1;
         assert_refused(
@@ -1041,9 +1069,12 @@ accounts:
     }
 
     #[test]
-    fn keeps_numeric_ids_exact_or_refuses_them() {
+    fn keeps_unquoted_ids_exactly_as_written() {
         let yaml = GOOD
-            .replace("fedcba9876543210fedcba9876543210", "123456")
+            .replace(
+                "fedcba9876543210fedcba9876543210",
+                "11111111111111111111111111111111",
+            )
             .replace(
                 "enterprise_project_id: all_granted_eps",
                 "enterprise_project_id: 0",
@@ -1054,20 +1085,41 @@ accounts:
             .map(|t| (t.project_id.as_str(), t.enterprise_project_id.as_deref()))
             .collect();
         assert_eq!(t[0].1, Some("0"));
-        assert_eq!(t[2], ("123456", None));
-        assert_refused(
-            &GOOD.replace("fedcba9876543210fedcba9876543210", "11111111111111111111111111111111"),
-            "accounts[0].projects[1].project_id: YAML read this ID as the number 11111111111111112000000000000000, losing digits; put the ID in quotes",
-        );
-        let quoted = GOOD.replace(
-            "fedcba9876543210fedcba9876543210",
-            "\"11111111111111111111111111111111\"",
-        );
-        let s = load_str(&quoted, &env()).unwrap();
         assert_eq!(
-            s.accounts[0].targets[2].project_id,
-            "11111111111111111111111111111111"
+            t[2],
+            ("11111111111111111111111111111111", None),
+            "not rounded through a float"
         );
+        let yaml = GOOD.replace("fedcba9876543210fedcba9876543210", "0123");
+        assert_eq!(
+            load_str(&yaml, &env()).unwrap().accounts[0].targets[2].project_id,
+            "0123"
+        );
+    }
+
+    #[test]
+    fn refuses_keys_the_config_crate_would_misread() {
+        assert_refused("~: x\n", "line 1: a key is empty or null");
+        assert_refused("accounts[-2]: x\n", r#""accounts[-2]": unknown field"#);
+        assert_refused(
+            &format!("{GOOD}poll: {{}}\n"),
+            r#"key "poll" appears twice"#,
+        );
+        let mut e = env();
+        e.insert(
+            "HSS_EXPORTER__ACCOUNTS[9223372036854775807]__NAME".into(),
+            "x".into(),
+        );
+        let msg = refused(GOOD, &e);
+        assert!(
+            msg.starts_with(
+                "HSS_EXPORTER__ACCOUNTS[9223372036854775807]__NAME: not a valid override"
+            ),
+            "{msg}"
+        );
+        let mut e = env();
+        e.insert("HSS_EXPORTER__ACCOUNTS__0__NAME".into(), "x".into());
+        assert!(refused(GOOD, &e).contains("the accounts list cannot be overridden"));
     }
 
     #[test]
