@@ -1712,6 +1712,16 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+fn ratio(x: f64) -> String {
+    if x.is_nan() {
+        "n/a".into()
+    } else if x < 0.1 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -1858,7 +1868,7 @@ fn render(r: &Report) -> String {
         row(
             format!("requests/s, {name}: exporter / static"),
             "ratio ≥ 0.8",
-            format!("{er:.1} / {sr:.1} = **{:.2}**{note}", er / sr),
+            format!("{er:.1} / {sr:.1} = **{}**{note}", ratio(er / sr)),
             verdict(er / sr >= MIN_THROUGHPUT_RATIO),
         );
         row(
@@ -1870,7 +1880,7 @@ fn render(r: &Report) -> String {
         row(
             format!("p99, {name}: exporter / static"),
             "ratio ≤ 2",
-            format!("{} / {} = **{:.2}**", us(e99), us(s99), e99 / s99),
+            format!("{} / {} = **{}**", us(e99), us(s99), ratio(e99 / s99)),
             verdict(e99 / s99 <= MAX_P99_RATIO),
         );
     }
@@ -2065,7 +2075,7 @@ fn run(p: &Params) {
     }
     let _ = writeln!(
         out,
-        "Machine: {machine}. Load generator: {}; {} run{} alternating exporter and static server, medians. Exporter and static server run on the same machine as the load generator and the simulated API. Whole run {:.0} s.",
+        "Machine: {machine}. Load generator: {}; {} run{} alternating exporter and static server, medians. Exporter, static server, load generator and simulated API share the machine; polling goes on at the configured rate throughout, load runs included. Whole run {:.0} s.",
         ctx.loadgen.describe(p),
         p.runs,
         if p.runs == 1 { "" } else { "s" },
