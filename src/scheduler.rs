@@ -68,7 +68,14 @@ impl RateLimiter {
 
     pub fn record(&mut self, at: Instant) {
         self.calls.push_back(at);
-        while self.calls.len() > self.limit {
+        // Only the last `limit` calls, and only those still in the window, can hold back the
+        // next one: a high limit costs no memory beyond a minute of calls.
+        while self.calls.len() > self.limit
+            || self
+                .calls
+                .front()
+                .is_some_and(|t| at.duration_since(*t) >= self.window)
+        {
             self.calls.pop_front();
         }
     }
@@ -431,11 +438,17 @@ impl Worker {
                     continue;
                 }
             }
+            let hold_before = self.hold_until;
             if self.poll(i).await.is_none() {
                 return;
             }
             self.slots[i].due = (planned + self.plan.poll.interval).max(Instant::now());
-            self.publish_next_polls();
+            // Every target's next poll moves only when a pause began; otherwise just this one.
+            if self.hold_until != hold_before {
+                self.publish_next_polls();
+            } else {
+                self.publish_next_poll(i);
+            }
         }
     }
 
@@ -568,10 +581,15 @@ impl Worker {
 
     /// Shows on the status page when each target will be polled, pauses included.
     fn publish_next_polls(&self) {
-        for slot in &self.slots {
-            let at = self.hold_until.map_or(slot.due, |h| h.max(slot.due));
-            self.store.set_next_poll(&slot.target, wall_clock_at(at));
+        for i in 0..self.slots.len() {
+            self.publish_next_poll(i);
         }
+    }
+
+    fn publish_next_poll(&self, i: usize) {
+        let slot = &self.slots[i];
+        let at = self.hold_until.map_or(slot.due, |h| h.max(slot.due));
+        self.store.set_next_poll(&slot.target, wall_clock_at(at));
     }
 
     /// Waits until this account (and the global cap) may make one more call, and takes it.

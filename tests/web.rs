@@ -212,7 +212,7 @@ async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
         "the gzip form holds the same exposition"
     );
     assert!(
-        compressed.len() * 3 < plain.len(),
+        compressed.len() * 2 < plain.len(),
         "{} vs {}",
         compressed.len(),
         plain.len()

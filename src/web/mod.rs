@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -27,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use security::Security;
 
 use crate::app::ReloadRequest;
-use crate::metrics::Store;
+use crate::metrics::{Body, Store};
 
 /// A client gets this long to send its request headers, and an idle keep-alive connection
 /// this long before it is closed (slow-loris guard).
@@ -187,7 +185,7 @@ pub async fn serve_with<H, F, B>(
     }
 }
 
-async fn handle(req: Request<Incoming>, state: &WebState) -> Response<Full<Bytes>> {
+async fn handle(req: Request<Incoming>, state: &WebState) -> Response<Body> {
     let mut response = route(req, state).await;
     if let Some(security) = &state.security {
         for (name, value) in &security.headers {
@@ -197,7 +195,7 @@ async fn handle(req: Request<Incoming>, state: &WebState) -> Response<Full<Bytes
     response
 }
 
-async fn route(req: Request<Incoming>, state: &WebState) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, state: &WebState) -> Response<Body> {
     let path = req.uri().path();
     let allowed: &'static str = match path {
         "/" | "/metrics" | "/-/healthy" | "/-/ready" => "GET, HEAD",
@@ -237,7 +235,7 @@ async fn route(req: Request<Incoming>, state: &WebState) -> Response<Full<Bytes>
     }
 }
 
-async fn reload(state: &WebState) -> Response<Full<Bytes>> {
+async fn reload(state: &WebState) -> Response<Body> {
     let Some(requests) = &state.reload else {
         return text(
             StatusCode::FORBIDDEN,
@@ -262,15 +260,15 @@ async fn reload(state: &WebState) -> Response<Full<Bytes>> {
 }
 
 /// The cached exposition, gzip-encoded when the client asks for it.
-fn metrics(req: &Request<Incoming>, store: &Store) -> Response<Full<Bytes>> {
+fn metrics(req: &Request<Incoming>, store: &Store) -> Response<Body> {
     let exposition = store.exposition();
     let gzip = accepts_gzip(req.headers());
     let body = if gzip {
         exposition.gzip()
     } else {
-        exposition.plain.clone()
+        exposition.plain()
     };
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(body);
     let headers = r.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -306,16 +304,16 @@ fn accepts_gzip(headers: &http::HeaderMap) -> bool {
         })
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    respond(
-        status,
-        "text/plain; charset=utf-8",
-        body.as_bytes().to_vec(),
-    )
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    with_type(status, "text/plain; charset=utf-8", Body::from_static(body))
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    with_type(status, content_type, Body::from_vec(body))
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,19 +1,25 @@
 //! The metrics store: the latest result of every target, as Prometheus series and as the
 //! status page's rows. Polling writes here; the HTTP server only reads.
+//!
+//! The per-target series (four lines a target, tens of thousands of lines for big users) are
+//! encoded here, group by group, and a group is encoded again only when one of its targets
+//! changed. The few per-account and process series go through the prometheus crate.
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
+mod exposition;
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
-
-use bytes::Bytes;
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 use tokio::time::Instant;
+
+use exposition::{escape_label, Segment};
+pub use exposition::{Body, Exposition};
 
 use crate::config::Target;
 use crate::hss::{ApiError, Statistics};
@@ -43,40 +49,69 @@ pub struct TargetStatus {
 
 /// Process metrics (CPU, memory) in a cached body are at most this old.
 const PROCESS_METRICS_MAX_AGE: Duration = Duration::from_secs(5);
+/// Targets per group: a change re-encodes the group's lines of each family.
+const GROUP: usize = 128;
 
-/// One encoded exposition, shared by every scrape until something changes.
-pub struct Exposition {
-    generation: u64,
-    built: Instant,
-    pub plain: Bytes,
-    gzip: OnceLock<Bytes>,
+/// The per-target families: name, help, and the sample of a target (if it has one).
+type Sample = fn(&TargetStatus) -> Option<String>;
+const TARGET_FAMILIES: [(&str, &str, Sample); 4] = [
+    (
+        "hss_registry_access_success",
+        "Image registries connected to HSS whose access succeeded (success_num), as of the last successful poll.",
+        |s| s.last.filter(|_| !s.stale).map(|v| v.success_num.to_string()),
+    ),
+    (
+        "hss_registry_access_fail",
+        "Image registries connected to HSS whose access is abnormal (fail_num), as of the last successful poll.",
+        |s| s.last.filter(|_| !s.stale).map(|v| v.fail_num.to_string()),
+    ),
+    (
+        "hss_registry_statistics_up",
+        "1 if the last poll of this target's registry statistics succeeded, 0 if it failed.",
+        |s| s.up.map(|up| if up { "1" } else { "0" }.to_string()),
+    ),
+    (
+        "hss_registry_statistics_last_success_timestamp_seconds",
+        "Unix time of the last successful poll of this target.",
+        |s| s.last_success.map(|t| unix_seconds(t).to_string()),
+    ),
+];
+
+/// A target's state and its label set, rendered once.
+struct Entry {
+    status: TargetStatus,
+    labels: Box<[u8]>,
+    group: usize,
 }
 
-impl Exposition {
-    /// The gzip form, compressed once on first demand.
-    pub fn gzip(&self) -> Bytes {
-        self.gzip
-            .get_or_init(|| {
-                let mut enc = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(self.plain.len() / 4),
-                    flate2::Compression::fast(),
-                );
-                enc.write_all(&self.plain)
-                    .and_then(|_| enc.finish())
-                    .map(Bytes::from)
-                    .expect("gzip into a Vec cannot fail")
-            })
-            .clone()
+/// A run of consecutive targets (map order) and its encoded lines per family.
+struct Group {
+    first: Target,
+    encoded: Option<[Arc<Segment>; 4]>,
+}
+
+#[derive(Default)]
+struct Targets {
+    map: BTreeMap<Target, Entry>,
+    groups: Vec<Group>,
+    /// Targets came or went: the groups must be formed again.
+    regroup: bool,
+}
+
+impl Targets {
+    /// Forgets the encoding of the group holding `entry`.
+    fn touch(groups: &mut [Group], regroup: bool, entry: &Entry) {
+        if !regroup {
+            if let Some(g) = groups.get_mut(entry.group) {
+                g.encoded = None;
+            }
+        }
     }
 }
 
-/// Owns the registry and every series; all methods take `&self` and are cheap.
+/// Owns every series; all methods take `&self` and are cheap.
 pub struct Store {
     registry: Registry,
-    success: GaugeVec,
-    fail: GaugeVec,
-    up: GaugeVec,
-    last_success: GaugeVec,
     suspended: IntGaugeVec,
     requests: IntCounterVec,
     poll_errors: IntCounterVec,
@@ -84,10 +119,12 @@ pub struct Store {
     reload_ok: IntGaugeVec,
     reload_at: GaugeVec,
     stale_after: Mutex<Duration>,
-    targets: Mutex<BTreeMap<Target, TargetStatus>>,
+    targets: Mutex<Targets>,
     /// Bumped by every change to a series, so a cached exposition knows it is current.
     generation: AtomicU64,
     exposition: Mutex<Option<Arc<Exposition>>>,
+    /// The families' HELP and TYPE lines, encoded once.
+    headers: [Arc<Segment>; 4],
 }
 
 const ERROR_REASONS: [&str; 7] = [
@@ -103,29 +140,6 @@ const ERROR_REASONS: [&str; 7] = [
 impl Store {
     pub fn new(stale_after: Duration) -> Self {
         let registry = Registry::new();
-        let target_gauge = |name: &str, help: &str| {
-            let g = GaugeVec::new(Opts::new(name, help), &TARGET_LABELS).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
-        let success = target_gauge(
-            "hss_registry_access_success",
-            "Image registries connected to HSS whose access succeeded (success_num), as of the last successful poll.",
-        );
-        let fail = target_gauge(
-            "hss_registry_access_fail",
-            "Image registries connected to HSS whose access is abnormal (fail_num), as of the last successful poll.",
-        );
-        let up = target_gauge(
-            "hss_registry_statistics_up",
-            "1 if the last poll of this target's registry statistics succeeded, 0 if it failed.",
-        );
-        let last_success = target_gauge(
-            "hss_registry_statistics_last_success_timestamp_seconds",
-            "Unix time of the last successful poll of this target.",
-        );
         let account_labels = ["account", "region"];
         let suspended = IntGaugeVec::new(
             Opts::new(
@@ -207,12 +221,11 @@ impl Store {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("unique metric");
+        let headers = TARGET_FAMILIES.map(|(name, help, _)| {
+            Segment::new(format!("# HELP {name} {help}\n# TYPE {name} gauge\n").into_bytes())
+        });
         Store {
             registry,
-            success,
-            fail,
-            up,
-            last_success,
             suspended,
             requests,
             poll_errors,
@@ -220,13 +233,14 @@ impl Store {
             reload_ok,
             reload_at,
             stale_after: Mutex::new(stale_after),
-            targets: Mutex::new(BTreeMap::new()),
+            targets: Mutex::new(Targets::default()),
             generation: AtomicU64::new(0),
             exposition: Mutex::new(None),
+            headers,
         }
     }
 
-    fn targets(&self) -> std::sync::MutexGuard<'_, BTreeMap<Target, TargetStatus>> {
+    fn targets(&self) -> MutexGuard<'_, Targets> {
         self.targets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -234,35 +248,69 @@ impl Store {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// Runs `f` on a configured target's entry and marks its group for encoding; `false`
+    /// for a target that is no longer configured.
+    fn update(&self, target: &Target, f: impl FnOnce(&mut TargetStatus)) -> bool {
+        let mut guard = self.targets();
+        let Targets {
+            map,
+            groups,
+            regroup,
+        } = &mut *guard;
+        let Some(entry) = map.get_mut(target) else {
+            return false;
+        };
+        f(&mut entry.status);
+        Targets::touch(groups, *regroup, entry);
+        drop(guard);
+        self.changed();
+        true
+    }
+
     /// Makes the accounts' series exist from the start (at 0), so rates work from the first
     /// error on; targets are listed on the status page before their first poll.
     pub fn add_targets<'a>(&self, targets: impl IntoIterator<Item = &'a Target>) {
-        let mut map = self.targets();
-        for t in targets {
-            map.entry(t.clone()).or_default();
-            let account = [t.account.as_str(), t.region.as_str()];
+        let mut t = self.targets();
+        for target in targets {
+            if t.map.contains_key(target) {
+                continue;
+            }
+            let account = [target.account.as_str(), target.region.as_str()];
             self.suspended.with_label_values(&account).set(0);
             for reason in ERROR_REASONS {
                 self.poll_errors
-                    .with_label_values(&[&t.account, &t.region, reason]);
+                    .with_label_values(&[&target.account, &target.region, reason]);
             }
+            t.map.insert(
+                target.clone(),
+                Entry {
+                    status: TargetStatus::default(),
+                    labels: render_labels(target),
+                    group: 0,
+                },
+            );
+            t.regroup = true;
         }
+        drop(t);
         self.changed();
     }
 
     /// Forgets every target not in `keep`, with all its series at once; the per-account
     /// series of accounts left without targets go too.
-    pub fn retain_targets(&self, keep: &std::collections::HashSet<&Target>) {
-        let mut map = self.targets();
-        let gone: Vec<Target> = map.keys().filter(|t| !keep.contains(t)).cloned().collect();
+    pub fn retain_targets(&self, keep: &HashSet<&Target>) {
+        let mut t = self.targets();
+        let gone: Vec<Target> = t
+            .map
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .cloned()
+            .collect();
         for target in &gone {
-            map.remove(target);
-            let labels = target.label_values();
-            for gauge in [&self.success, &self.fail, &self.up, &self.last_success] {
-                let _ = gauge.remove_label_values(&labels);
-            }
+            t.map.remove(target);
+            t.regroup = true;
         }
-        let live: std::collections::HashSet<(&str, &str)> = keep
+        drop(t);
+        let live: HashSet<(&str, &str)> = keep
             .iter()
             .map(|t| (t.account.as_str(), t.region.as_str()))
             .collect();
@@ -334,29 +382,15 @@ impl Store {
     /// A successful poll. Results for a target that is no longer configured are dropped, so
     /// a poll that was under way during a reload cannot bring its series back.
     pub fn record_success(&self, target: &Target, stats: Statistics) {
-        let now = SystemTime::now();
-        let mut map = self.targets();
-        let Some(status) = map.get_mut(target) else {
-            return;
-        };
-        let labels = target.label_values();
-        self.success
-            .with_label_values(&labels)
-            .set(stats.success_num as f64);
-        self.fail
-            .with_label_values(&labels)
-            .set(stats.fail_num as f64);
-        self.up.with_label_values(&labels).set(1.0);
-        self.last_success
-            .with_label_values(&labels)
-            .set(unix_seconds(now));
-        status.up = Some(true);
-        status.last = Some(stats);
-        status.last_success = Some(now);
-        status.last_success_at = Some(Instant::now());
-        status.last_error = None;
-        status.stale = false;
-        self.changed();
+        let (now, at) = (SystemTime::now(), Instant::now());
+        self.update(target, |status| {
+            status.up = Some(true);
+            status.last = Some(stats);
+            status.last_success = Some(now);
+            status.last_success_at = Some(at);
+            status.last_error = None;
+            status.stale = false;
+        });
     }
 
     /// A failed poll: counts it by reason and marks the target down; values stay until stale.
@@ -371,20 +405,16 @@ impl Store {
     /// Marks a target down without a poll having failed (its account is suspended).
     /// Returns false for a target that is no longer configured.
     pub fn mark_down(&self, target: &Target, why: &str) -> bool {
-        let mut map = self.targets();
-        let Some(status) = map.get_mut(target) else {
-            return false;
-        };
-        self.up.with_label_values(&target.label_values()).set(0.0);
-        status.up = Some(false);
-        status.last_error = Some(why.to_string());
-        self.changed();
-        true
+        self.update(target, |status| {
+            status.up = Some(false);
+            status.last_error = Some(why.to_string());
+        })
     }
 
+    /// When the target is polled next, for the status page (not an exported series).
     pub fn set_next_poll(&self, target: &Target, at: SystemTime) {
-        if let Some(status) = self.targets().get_mut(target) {
-            status.next_poll = Some(at);
+        if let Some(entry) = self.targets().map.get_mut(target) {
+            entry.status.next_poll = Some(at);
         }
     }
 
@@ -400,28 +430,34 @@ impl Store {
     pub fn sweep_stale(&self) -> usize {
         let now = Instant::now();
         let stale_after = *self.stale_after.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.targets();
+        let Targets {
+            map,
+            groups,
+            regroup,
+        } = &mut *guard;
         let mut removed = 0;
-        for (target, status) in self.targets().iter_mut() {
+        for (target, entry) in map.iter_mut() {
+            let status = &mut entry.status;
             let expired = status
                 .last_success_at
                 .is_some_and(|at| now.duration_since(at) >= stale_after);
             if expired && !status.stale {
-                let labels = target.label_values();
-                let _ = self.success.remove_label_values(&labels);
-                let _ = self.fail.remove_label_values(&labels);
                 status.stale = true;
+                Targets::touch(groups, *regroup, entry);
                 removed += 1;
                 tracing::warn!(%target, stale_after = %humantime::format_duration(stale_after), "no successful poll for too long; its values are no longer exported");
             }
         }
+        drop(guard);
         if removed > 0 {
             self.changed();
         }
         removed
     }
 
-    /// The current exposition: encoded once per change and shared by every scrape until
-    /// the next one, so a scrape costs a lookup (and its gzip form one compression).
+    /// The current exposition, never older than the last change: the per-account part is
+    /// encoded again, and of the per-target part only the groups whose targets changed.
     pub fn exposition(&self) -> Arc<Exposition> {
         let mut cached = self.exposition.lock().unwrap_or_else(|e| e.into_inner());
         let generation = self.generation.load(Ordering::Acquire);
@@ -430,18 +466,52 @@ impl Store {
                 return e.clone();
             }
         }
-        let fresh = Arc::new(Exposition {
-            generation,
-            built: Instant::now(),
-            plain: Bytes::from(self.render()),
-            gzip: OnceLock::new(),
-        });
+        let mut segments = vec![Segment::new(self.render_registry())];
+        let encoded = self.encode_targets();
+        for (family, header) in self.headers.iter().enumerate() {
+            segments.push(header.clone());
+            segments.extend(encoded.iter().map(|g| g[family].clone()));
+        }
+        let fresh = Arc::new(Exposition::new(generation, segments));
         *cached = Some(fresh.clone());
         fresh
     }
 
-    /// The text exposition of every series, freshly encoded.
-    pub fn render(&self) -> Vec<u8> {
+    /// The encoded groups, re-encoding those that changed (and regrouping after targets came
+    /// or went).
+    fn encode_targets(&self) -> Vec<[Arc<Segment>; 4]> {
+        let mut guard = self.targets();
+        let t = &mut *guard;
+        if t.regroup {
+            t.groups.clear();
+            for (i, (target, entry)) in t.map.iter_mut().enumerate() {
+                if i % GROUP == 0 {
+                    t.groups.push(Group {
+                        first: target.clone(),
+                        encoded: None,
+                    });
+                }
+                entry.group = i / GROUP;
+            }
+            t.regroup = false;
+        }
+        let map = &t.map;
+        t.groups
+            .iter_mut()
+            .map(|g| {
+                g.encoded
+                    .get_or_insert_with(|| {
+                        let members: Vec<&Entry> =
+                            map.range(&g.first..).take(GROUP).map(|(_, e)| e).collect();
+                        std::array::from_fn(|family| Segment::new(encode_family(family, &members)))
+                    })
+                    .clone()
+            })
+            .collect()
+    }
+
+    /// The per-account and process families, through the prometheus crate.
+    fn render_registry(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -449,12 +519,58 @@ impl Store {
         out
     }
 
+    /// The whole text exposition in one buffer.
+    pub fn render(&self) -> Vec<u8> {
+        self.exposition().to_vec()
+    }
+
     pub fn statuses(&self) -> Vec<(Target, TargetStatus)> {
         self.targets()
+            .map
             .iter()
-            .map(|(t, s)| (t.clone(), s.clone()))
+            .map(|(t, e)| (t.clone(), e.status.clone()))
             .collect()
     }
+}
+
+/// `{account="..",...}` with the label names in the order the text format sorts them.
+fn render_labels(target: &Target) -> Box<[u8]> {
+    let [account, region, project, eps, rtype] = target.label_values();
+    let mut out = Vec::with_capacity(96 + project.len());
+    for (i, (name, value)) in [
+        ("account", account),
+        ("enterprise_project_id", eps),
+        ("project_id", project),
+        ("region", region),
+        ("registry_type", rtype),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.extend_from_slice(if i == 0 { b"{" } else { b"," });
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"=\"");
+        escape_label(value, &mut out);
+        out.push(b'"');
+    }
+    out.push(b'}');
+    out.into_boxed_slice()
+}
+
+/// The lines of one per-target family for a group of targets.
+fn encode_family(family: usize, members: &[&Entry]) -> Vec<u8> {
+    let (name, _, sample) = TARGET_FAMILIES[family];
+    let mut out = Vec::with_capacity(members.len() * (name.len() + 140));
+    for entry in members {
+        if let Some(value) = sample(&entry.status) {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&entry.labels);
+            out.push(b' ');
+            out.extend_from_slice(value.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
