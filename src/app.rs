@@ -132,13 +132,12 @@ async fn reload_loop(
         };
         let result = match &loader {
             None => Err("this exporter was not started from a configuration file".to_string()),
-            Some(load) => load().map_err(|e| e.to_string()).and_then(|new| {
+            Some(load) => load().map_err(|e| e.to_string()).map(|new| {
                 if new.listen_address != current.listen_address {
                     tracing::warn!(running = %current.listen_address, configured = %new.listen_address, "web.listen_address changed; it takes effect at the next restart");
                 }
-                scheduler.apply(&new).map_err(|e| e.to_string())?;
+                scheduler.apply(&new);
                 current = new;
-                Ok(())
             }),
         };
         store.record_reload(result.is_ok());

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{min_interval, Account, PollSettings, Settings, Target};
+use crate::hss::client::http_client;
 use crate::hss::{ApiError, HssClient};
 use crate::metrics::Store;
 
@@ -118,13 +119,16 @@ fn round_up(d: Duration) -> Duration {
 /// What a worker runs on: its account and the poll settings. Sent again on reload.
 #[derive(Debug, Clone, PartialEq)]
 struct Plan {
-    account: Account,
+    /// Shared: a plan is cloned into the worker and its update channel.
+    account: Arc<Account>,
     poll: PollSettings,
 }
 
 /// The account workers and the sweeper; [`Scheduler::apply`] moves them to new settings.
 pub struct Scheduler {
     store: Arc<Store>,
+    /// Shared by every account's client.
+    http: reqwest::Client,
     cancel: CancellationToken,
     tracker: TaskTracker,
     global: SharedLimiter,
@@ -148,12 +152,13 @@ impl Scheduler {
     ) -> Result<Scheduler, ApiError> {
         let mut scheduler = Scheduler {
             store: store.clone(),
+            http: http_client()?,
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             global: Arc::new(Mutex::new(None)),
             accounts: HashMap::new(),
         };
-        scheduler.apply(settings)?;
+        scheduler.apply(settings);
         tracker.spawn(sweep(store, settings.poll.stale_after, cancel.clone()));
         Ok(scheduler)
     }
@@ -161,24 +166,24 @@ impl Scheduler {
     /// Moves to `settings`: removed targets lose their series at once, added ones start
     /// polling, unchanged ones keep their values and their place in the schedule, and
     /// changed credentials are used from the next request on.
-    pub fn apply(&mut self, settings: &Settings) -> Result<(), ApiError> {
-        // Build every new client first, so that a failure changes nothing.
+    pub fn apply(&mut self, settings: &Settings) {
         let mut new_workers = Vec::new();
         for account in &settings.accounts {
             if !self.accounts.contains_key(&account.name) {
                 let plan = Plan {
-                    account: account.clone(),
+                    account: Arc::new(account.clone()),
                     poll: settings.poll,
                 };
                 let cancel = self.cancel.child_token();
                 let (tx, rx) = watch::channel(plan.clone());
                 let worker = Worker::new(
                     &plan,
+                    &self.http,
                     self.store.clone(),
                     self.global.clone(),
                     cancel.clone(),
                     Some(rx),
-                )?;
+                );
                 new_workers.push((
                     RunningAccount {
                         plan,
@@ -214,7 +219,7 @@ impl Scheduler {
         for account in &settings.accounts {
             if let Some(running) = self.accounts.get_mut(&account.name) {
                 let plan = Plan {
-                    account: account.clone(),
+                    account: Arc::new(account.clone()),
                     poll: settings.poll,
                 };
                 if running.plan != plan {
@@ -228,7 +233,6 @@ impl Scheduler {
                 .insert(running.plan.account.name.clone(), running);
             self.tracker.spawn(worker.run());
         }
-        Ok(())
     }
 }
 
@@ -241,14 +245,22 @@ pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, 
             .map(RateLimiter::per_minute),
     ));
     let cancel = CancellationToken::new();
+    let http = http_client()?;
     store.add_targets(settings.targets());
     let mut handles = Vec::new();
     for account in &settings.accounts {
         let plan = Plan {
-            account: account.clone(),
+            account: Arc::new(account.clone()),
             poll: settings.poll,
         };
-        let w = Worker::new(&plan, store.clone(), global.clone(), cancel.clone(), None)?;
+        let w = Worker::new(
+            &plan,
+            &http,
+            store.clone(),
+            global.clone(),
+            cancel.clone(),
+            None,
+        );
         handles.push(tokio::spawn(w.run()));
     }
     for h in handles {
@@ -283,6 +295,8 @@ struct Worker {
     name: String,
     region: String,
     client: HssClient,
+    /// The shared HTTP client, for a new [`HssClient`] when the credentials change.
+    http: reqwest::Client,
     store: Arc<Store>,
     limiter: RateLimiter,
     /// Shared by all accounts; holds a limiter when `poll.rate_limit_per_minute` is set.
@@ -305,11 +319,12 @@ struct Worker {
 impl Worker {
     fn new(
         plan: &Plan,
+        http: &reqwest::Client,
         store: Arc<Store>,
         global: SharedLimiter,
         cancel: CancellationToken,
         updates: Option<watch::Receiver<Plan>>,
-    ) -> Result<Self, ApiError> {
+    ) -> Self {
         let (account, poll) = (&plan.account, &plan.poll);
         let start = Instant::now();
         let n = account.targets.len().max(1) as u32;
@@ -328,10 +343,11 @@ impl Worker {
                 },
             })
             .collect();
-        Ok(Worker {
+        Worker {
             name: account.name.clone(),
             region: account.region.clone(),
-            client: HssClient::new(account, poll.timeout)?,
+            client: HssClient::new(account, poll.timeout, http),
+            http: http.clone(),
             store,
             limiter: RateLimiter::per_minute(account.rate_limit_per_minute),
             global,
@@ -344,7 +360,7 @@ impl Worker {
             auth_failures: 0,
             suspensions: 0,
             cancel,
-        })
+        }
     }
 
     /// Takes a reloaded plan: keeps the due time of every target that stays, spreads new
@@ -355,13 +371,7 @@ impl Worker {
             || old.endpoint != new.endpoint
             || self.plan.poll.timeout != plan.poll.timeout;
         if credentials_changed {
-            match HssClient::new(new, plan.poll.timeout) {
-                Ok(client) => self.client = client,
-                Err(e) => {
-                    tracing::error!(account = %self.name, error = %e, "cannot build the API client for the new configuration; keeping the old one");
-                    return;
-                }
-            }
+            self.client = HssClient::new(new, plan.poll.timeout, &self.http);
             self.auth_failures = 0;
             self.suspensions = 0;
             if self.suspended {

@@ -270,28 +270,39 @@ impl Store {
     /// Makes the accounts' series exist from the start (at 0), so rates work from the first
     /// error on; targets are listed on the status page before their first poll.
     pub fn add_targets<'a>(&self, targets: impl IntoIterator<Item = &'a Target>) {
+        let mut accounts: HashSet<(&str, &str)> = HashSet::new();
         let mut t = self.targets();
-        for target in targets {
-            if t.map.contains_key(target) {
-                continue;
-            }
-            let account = [target.account.as_str(), target.region.as_str()];
-            self.suspended.with_label_values(&account).set(0);
-            for reason in ERROR_REASONS {
-                self.poll_errors
-                    .with_label_values(&[&target.account, &target.region, reason]);
-            }
-            t.map.insert(
-                target.clone(),
-                Entry {
-                    status: TargetStatus::default(),
-                    labels: render_labels(target),
-                    group: 0,
-                },
-            );
+        // Built apart and appended: one sorted merge instead of a map insert per target.
+        let mut fresh: BTreeMap<Target, Entry> = targets
+            .into_iter()
+            .inspect(|target| {
+                accounts.insert((&target.account, &target.region));
+            })
+            .filter(|target| !t.map.contains_key(target))
+            .map(|target| {
+                let status = TargetStatus::default();
+                (
+                    target.clone(),
+                    Entry {
+                        status,
+                        labels: render_labels(target),
+                        group: 0,
+                    },
+                )
+            })
+            .collect();
+        if !fresh.is_empty() {
+            t.map.append(&mut fresh);
             t.regroup = true;
         }
         drop(t);
+        for (account, region) in accounts {
+            self.suspended.with_label_values(&[account, region]);
+            for reason in ERROR_REASONS {
+                self.poll_errors
+                    .with_label_values(&[account, region, reason]);
+            }
+        }
         self.changed();
     }
 

@@ -139,6 +139,11 @@ pub async fn serve_with<H, F, B>(
                 }
             },
         };
+        // A response ends in small frames; Nagle's algorithm would hold the last one back
+        // until the client's delayed ACK (some 40 ms).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let Some(slot) = Slot::take(&slots, peer.ip()) else {
             tracing::debug!(%peer, "too many connections; closing this one");
             continue;
