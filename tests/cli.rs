@@ -168,15 +168,7 @@ async fn once_polls_every_target_prints_the_exposition_and_reports_failures() {
         Some(0.0)
     );
     assert_eq!(
-        value(
-            &stdout,
-            "hss_exporter_poll_errors_total",
-            &[
-                ("account", "prod"),
-                ("region", "cn-north-4"),
-                ("reason", "http_4xx")
-            ]
-        ),
+        poll_errors(&stdout, "prod", "cn-north-4", "http_4xx"),
         Some(1.0)
     );
 }

@@ -263,11 +263,7 @@ async fn two_auth_failures_suspend_only_that_account_for_five_minutes() {
         Some(1.0)
     );
     assert_eq!(
-        value(
-            &body,
-            "hss_exporter_poll_errors_total",
-            &[account[0], account[1], ("reason", "auth")]
-        ),
+        poll_errors(&body, "broken", "cn-north-4", "auth"),
         Some(2.0)
     );
     for t in ["Harbor", "Jfrog", "SwrPrivate"] {
@@ -364,15 +360,7 @@ fn harbor() -> Vec<(&'static str, &'static str)> {
 }
 
 fn errors(body: &str, reason: &str) -> Option<f64> {
-    value(
-        body,
-        "hss_exporter_poll_errors_total",
-        &[
-            ("account", "prod"),
-            ("region", "cn-north-4"),
-            ("reason", reason),
-        ],
-    )
+    poll_errors(body, "prod", "cn-north-4", reason)
 }
 
 #[tokio::test(start_paused = true)]
@@ -656,18 +644,7 @@ async fn iam_tokens_are_refreshed_before_expiry_and_once_after_a_401() {
     let body = scrape(&exporter).await;
     let t = target("iam", "cn-north-4", P1, "", "Harbor");
     assert_eq!(value(&body, "hss_registry_statistics_up", &t), Some(1.0));
-    assert_eq!(
-        value(
-            &body,
-            "hss_exporter_poll_errors_total",
-            &[
-                ("account", "iam"),
-                ("region", "cn-north-4"),
-                ("reason", "auth")
-            ]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(poll_errors(&body, "iam", "cn-north-4", "auth"), Some(0.0));
     exporter.shutdown().await;
 }
 

@@ -29,16 +29,7 @@ fn harbor() -> Vec<(&'static str, &'static str)> {
 }
 
 fn errors(body: &str, reason: &str) -> f64 {
-    value(
-        body,
-        "hss_exporter_poll_errors_total",
-        &[
-            ("account", "prod"),
-            ("region", "cn-north-4"),
-            ("reason", reason),
-        ],
-    )
-    .unwrap_or(0.0)
+    poll_errors(body, "prod", "cn-north-4", reason).unwrap_or(0.0)
 }
 
 /// Runs the common story around a fault: `start` applies it, `stop` clears it, and
@@ -294,18 +285,7 @@ async fn iam_token_expiring_mid_run() {
     let body = scrape(&exporter).await;
     let t = target("iam", "cn-north-4", P1, "", "Harbor");
     assert_eq!(value(&body, "hss_registry_statistics_up", &t), Some(1.0));
-    assert_eq!(
-        value(
-            &body,
-            "hss_exporter_poll_errors_total",
-            &[
-                ("account", "iam"),
-                ("region", "cn-north-4"),
-                ("reason", "auth")
-            ]
-        ),
-        Some(0.0)
-    );
+    assert_eq!(poll_errors(&body, "iam", "cn-north-4", "auth"), Some(0.0));
     exporter.shutdown().await;
 }
 
@@ -335,15 +315,7 @@ async fn iam_endpoint_down() {
         Some(3.0),
         "value kept"
     );
-    let connect = value(
-        &body,
-        "hss_exporter_poll_errors_total",
-        &[
-            ("account", "iam"),
-            ("region", "cn-north-4"),
-            ("reason", "connect"),
-        ],
-    );
+    let connect = poll_errors(&body, "iam", "cn-north-4", "connect");
     assert!(connect >= Some(1.0), "{body}");
     assert_eq!(
         value(

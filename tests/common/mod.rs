@@ -100,6 +100,15 @@ pub fn value(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     parse(body).get(&(name.to_string(), labels)).copied()
 }
 
+/// `hss_exporter_poll_errors_total` of one account and reason.
+pub fn poll_errors(body: &str, account: &str, region: &str, reason: &str) -> Option<f64> {
+    value(
+        body,
+        "hss_exporter_poll_errors_total",
+        &[("account", account), ("region", region), ("reason", reason)],
+    )
+}
+
 /// The five target labels.
 pub fn target<'a>(
     account: &'a str,
