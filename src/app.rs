@@ -95,10 +95,7 @@ impl Exporter {
 
     /// Reloads the configuration (as on SIGHUP). On error the running one stays.
     pub async fn reload(&self) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        let closed = || "the exporter is shutting down".to_string();
-        self.reloads.send(reply).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        request_reload(&self.reloads).await
     }
 
     /// Stops polling and serving; in-flight scrapes are given a few seconds to finish.
@@ -111,6 +108,14 @@ impl Exporter {
             tracing::warn!("tasks still running after {SHUTDOWN_TIMEOUT:?}; exiting anyway");
         }
     }
+}
+
+/// Asks the reload task for a reload and waits for its outcome.
+pub async fn request_reload(requests: &mpsc::Sender<ReloadRequest>) -> Result<(), String> {
+    let (reply, answer) = oneshot::channel();
+    let closed = || "the exporter is shutting down".to_string();
+    requests.send(reply).await.map_err(|_| closed())?;
+    answer.await.map_err(|_| closed())?
 }
 
 /// Owns the scheduler; reloads run here one at a time, whoever asked for them.

@@ -247,13 +247,7 @@ async fn reload(state: &WebState) -> Response<Body> {
             "lifecycle API is not enabled (start with --web.enable-lifecycle)\n",
         );
     };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let result = match requests.send(reply).await {
-        Ok(()) => answer
-            .await
-            .unwrap_or_else(|_| Err("the exporter is shutting down".into())),
-        Err(_) => Err("the exporter is shutting down".into()),
-    };
+    let result = crate::app::request_reload(requests).await;
     match result {
         Ok(()) => text(StatusCode::OK, "configuration reloaded\n"),
         Err(e) => respond(
