@@ -70,7 +70,7 @@ impl Exporter {
             requests,
             scheduler,
             options.loader,
-            settings.clone(),
+            settings.listen_address,
             store.clone(),
             cancel.clone(),
         ));
@@ -123,7 +123,7 @@ async fn reload_loop(
     mut requests: mpsc::Receiver<ReloadRequest>,
     mut scheduler: Scheduler,
     loader: Option<Loader>,
-    mut current: Settings,
+    mut listening: SocketAddr,
     store: Arc<Store>,
     cancel: CancellationToken,
 ) {
@@ -138,24 +138,18 @@ async fn reload_loop(
         let result = match &loader {
             None => Err("this exporter was not started from a configuration file".to_string()),
             Some(load) => load().map_err(|e| e.to_string()).map(|new| {
-                if new.listen_address != current.listen_address {
-                    tracing::warn!(running = %current.listen_address, configured = %new.listen_address, "web.listen_address changed; it takes effect at the next restart");
+                if new.listen_address != listening {
+                    tracing::warn!(running = %listening, configured = %new.listen_address, "web.listen_address changed; it takes effect at the next restart");
                 }
                 scheduler.apply(&new);
-                current = new;
+                listening = new.listen_address;
+                tracing::info!(targets = new.targets().count(), accounts = new.accounts.len(), "configuration reloaded");
             }),
         };
         store.record_reload(result.is_ok());
-        match &result {
-            Ok(()) => tracing::info!(
-                targets = current.targets().count(),
-                accounts = current.accounts.len(),
-                "configuration reloaded"
-            ),
-            Err(e) => {
-                for line in e.lines() {
-                    tracing::error!("reload failed, the running configuration stays: {line}");
-                }
+        if let Err(e) = &result {
+            for line in e.lines() {
+                tracing::error!("reload failed, the running configuration stays: {line}");
             }
         }
         let _ = reply.send(result);

@@ -141,6 +141,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.listen_address))?;
             let exporter = Exporter::start(&settings, listener, options)?;
+            // The exporter holds what it needs; 10,000 targets' worth of settings can go.
+            drop(settings);
             run_until_stopped(&exporter).await;
             tracing::info!("shutting down");
             exporter.shutdown().await;

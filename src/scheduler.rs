@@ -285,8 +285,8 @@ async fn sweep(store: Arc<Store>, stale_after: Duration, cancel: CancellationTok
     }
 }
 
+/// When a target is due; slot `i` is target `i` of the worker's plan.
 struct Slot {
-    target: Target,
     due: Instant,
 }
 
@@ -333,8 +333,7 @@ impl Worker {
             .targets
             .iter()
             .enumerate()
-            .map(|(i, t)| Slot {
-                target: t.clone(),
+            .map(|(i, _)| Slot {
                 // Spread over the interval so the API sees a steady trickle, not a burst.
                 due: if once {
                     start
@@ -384,8 +383,12 @@ impl Worker {
         self.limiter.set_limit(new.rate_limit_per_minute);
         self.region = new.region.clone();
         let now = Instant::now();
-        let mut due: HashMap<&Target, Instant> =
-            self.slots.iter().map(|s| (&s.target, s.due)).collect();
+        let mut due: HashMap<&Target, Instant> = old
+            .targets
+            .iter()
+            .zip(&self.slots)
+            .map(|(t, s)| (t, s.due))
+            .collect();
         let added = new
             .targets
             .iter()
@@ -397,7 +400,6 @@ impl Worker {
             .targets
             .iter()
             .map(|t| Slot {
-                target: t.clone(),
                 due: due.remove(t).unwrap_or_else(|| {
                     k += 1;
                     now + plan.poll.interval * (k - 1) / added
@@ -414,7 +416,7 @@ impl Worker {
         if self.updates.is_none() {
             for i in 0..self.slots.len() {
                 if self.suspended {
-                    let target = self.slots[i].target.clone();
+                    let target = self.plan.account.targets[i].clone();
                     self.store.mark_down(
                         &target,
                         "not polled: account suspended after repeated authentication failures",
@@ -464,7 +466,9 @@ impl Worker {
 
     /// One poll of slot `i`, with its allowed retries; `None` when cancelled.
     async fn poll(&mut self, i: usize) -> Option<()> {
-        let target = self.slots[i].target.clone();
+        // The plan is shared: holding it keeps the target while `self` changes.
+        let account = self.plan.account.clone();
+        let target = &account.targets[i];
         let mut retried = false;
         let mut refreshed = false;
         loop {
@@ -478,16 +482,16 @@ impl Worker {
                 Err(e) => {
                     if e.is_transient() && !retried {
                         retried = true;
-                        self.pause_before_retry(&target, &e).await?;
+                        self.pause_before_retry(target, &e).await?;
                         continue;
                     }
-                    self.fail(&target, e);
+                    self.fail(target, e);
                     return Some(());
                 }
             };
             self.wait_for_permit().await?;
             let exchange = self
-                .unless_cancelled(self.client.fetch(&target, &auth))
+                .unless_cancelled(self.client.fetch(target, &auth))
                 .await?;
             self.store
                 .record_request(&self.name, &self.region, &exchange.code, exchange.elapsed);
@@ -497,7 +501,7 @@ impl Worker {
                     self.suspensions = 0;
                     self.throttle_backoff = THROTTLE_BACKOFF;
                     tracing::debug!(%target, fail_num = stats.fail_num, success_num = stats.success_num, "polled");
-                    self.store.record_success(&target, stats);
+                    self.store.record_success(target, stats);
                     return Some(());
                 }
                 // An IAM token may have been revoked or expired early: fetch a new one and try
@@ -517,10 +521,10 @@ impl Worker {
                 }
                 Err(e) if e.is_transient() && !retried => {
                     retried = true;
-                    self.pause_before_retry(&target, &e).await?;
+                    self.pause_before_retry(target, &e).await?;
                 }
                 Err(e) => {
-                    self.fail(&target, e);
+                    self.fail(target, e);
                     return Some(());
                 }
             }
@@ -562,9 +566,9 @@ impl Worker {
             humantime::format_duration(pause),
             self.auth_failures
         );
-        for slot in &self.slots {
-            if &slot.target != target {
-                self.store.mark_down(&slot.target, &why);
+        for t in &self.plan.account.targets {
+            if t != target {
+                self.store.mark_down(t, &why);
             }
         }
         if self.suspensions == 1 {
@@ -599,7 +603,8 @@ impl Worker {
     fn publish_next_poll(&self, i: usize) {
         let slot = &self.slots[i];
         let at = self.hold_until.map_or(slot.due, |h| h.max(slot.due));
-        self.store.set_next_poll(&slot.target, wall_clock_at(at));
+        self.store
+            .set_next_poll(&self.plan.account.targets[i], wall_clock_at(at));
     }
 
     /// Waits until this account (and the global cap) may make one more call, and takes it.

@@ -47,7 +47,8 @@ impl Segment {
             enc.write_all(&self.plain)
                 .and_then(|_| enc.flush())
                 .expect("deflate into a Vec cannot fail");
-            let data = Bytes::from(std::mem::take(enc.get_mut()));
+            // Copied out at its exact size: the encoder's buffer has room to spare.
+            let data = Bytes::copy_from_slice(enc.get_ref());
             let mut crc = crc32fast::Hasher::new();
             crc.update(&self.plain);
             Deflated { data, crc }

@@ -77,10 +77,9 @@ const TARGET_FAMILIES: [(&str, &str, Sample); 4] = [
     ),
 ];
 
-/// A target's state and its label set, rendered once.
+/// A target's state and the group it is encoded in.
 struct Entry {
     status: TargetStatus,
-    labels: Box<[u8]>,
     group: usize,
 }
 
@@ -96,6 +95,8 @@ struct Targets {
     groups: Vec<Group>,
     /// Targets came or went: the groups must be formed again.
     regroup: bool,
+    /// Reused encoding buffer; segments are copied out of it at their exact size.
+    scratch: Vec<u8>,
 }
 
 impl Targets {
@@ -256,6 +257,7 @@ impl Store {
             map,
             groups,
             regroup,
+            ..
         } = &mut *guard;
         let Some(entry) = map.get_mut(target) else {
             return false;
@@ -280,12 +282,10 @@ impl Store {
             })
             .filter(|target| !t.map.contains_key(target))
             .map(|target| {
-                let status = TargetStatus::default();
                 (
                     target.clone(),
                     Entry {
-                        status,
-                        labels: render_labels(target),
+                        status: TargetStatus::default(),
                         group: 0,
                     },
                 )
@@ -446,6 +446,7 @@ impl Store {
             map,
             groups,
             regroup,
+            ..
         } = &mut *guard;
         let mut removed = 0;
         for (target, entry) in map.iter_mut() {
@@ -477,6 +478,8 @@ impl Store {
                 return e.clone();
             }
         }
+        // Let the segments of changed groups go before their successors are encoded.
+        *cached = None;
         let mut segments = vec![Segment::new(self.render_registry())];
         let encoded = self.encode_targets();
         for (family, header) in self.headers.iter().enumerate() {
@@ -506,15 +509,19 @@ impl Store {
             }
             t.regroup = false;
         }
-        let map = &t.map;
+        let (map, scratch) = (&t.map, &mut t.scratch);
         t.groups
             .iter_mut()
             .map(|g| {
                 g.encoded
                     .get_or_insert_with(|| {
-                        let members: Vec<&Entry> =
-                            map.range(&g.first..).take(GROUP).map(|(_, e)| e).collect();
-                        std::array::from_fn(|family| Segment::new(encode_family(family, &members)))
+                        let members: Vec<(&Target, &Entry)> =
+                            map.range(&g.first..).take(GROUP).collect();
+                        // Each segment is copied out of the scratch buffer at its exact size.
+                        std::array::from_fn(|family| {
+                            encode_family(family, &members, scratch);
+                            Segment::new(scratch.clone())
+                        })
                     })
                     .clone()
             })
@@ -545,9 +552,8 @@ impl Store {
 }
 
 /// `{account="..",...}` with the label names in the order the text format sorts them.
-fn render_labels(target: &Target) -> Box<[u8]> {
+fn render_labels(target: &Target, out: &mut Vec<u8>) {
     let [account, region, project, eps, rtype] = target.label_values();
-    let mut out = Vec::with_capacity(96 + project.len());
     for (i, (name, value)) in [
         ("account", account),
         ("enterprise_project_id", eps),
@@ -561,27 +567,25 @@ fn render_labels(target: &Target) -> Box<[u8]> {
         out.extend_from_slice(if i == 0 { b"{" } else { b"," });
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"=\"");
-        escape_label(value, &mut out);
+        escape_label(value, out);
         out.push(b'"');
     }
     out.push(b'}');
-    out.into_boxed_slice()
 }
 
-/// The lines of one per-target family for a group of targets.
-fn encode_family(family: usize, members: &[&Entry]) -> Vec<u8> {
+/// Writes the lines of one per-target family for a group of targets into `out`.
+fn encode_family(family: usize, members: &[(&Target, &Entry)], out: &mut Vec<u8>) {
     let (name, _, sample) = TARGET_FAMILIES[family];
-    let mut out = Vec::with_capacity(members.len() * (name.len() + 140));
-    for entry in members {
+    out.clear();
+    for (target, entry) in members {
         if let Some(value) = sample(&entry.status) {
             out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(&entry.labels);
+            render_labels(target, out);
             out.push(b' ');
             out.extend_from_slice(value.as_bytes());
             out.push(b'\n');
         }
     }
-    out
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
