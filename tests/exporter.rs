@@ -387,20 +387,7 @@ async fn bad_answers_fail_the_poll_and_never_become_zeros() {
         sim.add_fault(FaultRule::always(Fault::Body(text.to_string())));
         tokio::time::sleep(Duration::from_secs(10)).await;
         let body = scrape(&exporter).await;
-        assert_eq!(
-            value(&body, "hss_registry_statistics_up", &harbor()),
-            Some(0.0),
-            "{text}"
-        );
-        assert_eq!(
-            value(&body, "hss_registry_access_fail", &harbor()),
-            Some(3.0),
-            "{text}: kept, not zeroed"
-        );
-        assert_eq!(
-            value(&body, "hss_registry_access_success", &harbor()),
-            Some(7.0)
-        );
+        assert_down_keeping(&body, &harbor(), 3.0, 7.0, text);
         assert_eq!(errors(&body, "decode"), Some((i + 1) as f64), "{text}");
     }
     let (_, page) = get(&exporter, "/").await;

@@ -53,20 +53,7 @@ async fn survives(
     start(&sim);
     tokio::time::sleep(Duration::from_secs(15)).await;
     let body = scrape(&exporter).await;
-    assert_eq!(
-        value(&body, "hss_registry_statistics_up", &harbor()),
-        Some(0.0),
-        "down during the fault"
-    );
-    assert_eq!(
-        value(&body, "hss_registry_access_fail", &harbor()),
-        Some(3.0),
-        "value kept, not zeroed"
-    );
-    assert_eq!(
-        value(&body, "hss_registry_access_success", &harbor()),
-        Some(7.0)
-    );
+    assert_down_keeping(&body, &harbor(), 3.0, 7.0, reason);
     assert!(errors(&body, reason) >= 1.0, "{reason} counted:\n{body}");
     let (_, page) = get(&exporter, "/").await;
     assert!(

@@ -109,6 +109,31 @@ pub fn poll_errors(body: &str, account: &str, region: &str, reason: &str) -> Opt
     )
 }
 
+/// The target is down, and its last values are still exported: kept, not zeroed.
+pub fn assert_down_keeping(
+    body: &str,
+    target: &[(&str, &str)],
+    fail: f64,
+    success: f64,
+    context: &str,
+) {
+    assert_eq!(
+        value(body, "hss_registry_statistics_up", target),
+        Some(0.0),
+        "{context}: down"
+    );
+    assert_eq!(
+        value(body, "hss_registry_access_fail", target),
+        Some(fail),
+        "{context}: fail kept"
+    );
+    assert_eq!(
+        value(body, "hss_registry_access_success", target),
+        Some(success),
+        "{context}: success kept"
+    );
+}
+
 /// The five target labels.
 pub fn target<'a>(
     account: &'a str,
