@@ -2,8 +2,9 @@
 //! status page's rows. Polling writes here; the HTTP server only reads.
 //!
 //! The per-target series (four lines a target, tens of thousands of lines for big users) are
-//! encoded here, group by group, and a group is encoded again only when one of its targets
-//! changed. The few per-account and process series go through the prometheus crate.
+//! encoded here, group by group and family by family: a poll re-encodes only the lines of
+//! the families whose value it changed, in its target's group. The few per-account and
+//! process series go through the prometheus crate.
 
 mod exposition;
 
@@ -18,7 +19,7 @@ use prometheus::{
 };
 use tokio::time::Instant;
 
-use exposition::{escape_label, Segment};
+use exposition::{escape_label, Run, Segment};
 pub use exposition::{Body, Exposition};
 
 use crate::config::Target;
@@ -49,33 +50,61 @@ pub struct TargetStatus {
 
 /// Process metrics (CPU, memory) in a cached body are at most this old.
 const PROCESS_METRICS_MAX_AGE: Duration = Duration::from_secs(5);
-/// Targets per group: a change re-encodes the group's lines of each family.
-const GROUP: usize = 128;
+/// Targets per group: a change re-encodes the group's lines of the families it changed.
+const GROUP: usize = 64;
+/// Groups per run: the unit a gzip body is assembled from.
+const RUN: usize = 16;
+
+/// A per-target sample's value: compared to tell whether a family's lines changed, and
+/// written into them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Value {
+    Count(u64),
+    Time(SystemTime),
+}
+
+impl Value {
+    fn write(self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
+        let _ = match self {
+            Value::Count(n) => write!(out, "{n}"),
+            Value::Time(t) => {
+                let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis())
+            }
+        };
+    }
+}
 
 /// The per-target families: name, help, and the sample of a target (if it has one).
-type Sample = fn(&TargetStatus) -> Option<String>;
+type Sample = fn(&TargetStatus) -> Option<Value>;
 const TARGET_FAMILIES: [(&str, &str, Sample); 4] = [
     (
         "hss_registry_access_success",
         "Image registries connected to HSS whose access succeeded (success_num), as of the last successful poll.",
-        |s| s.last.filter(|_| !s.stale).map(|v| v.success_num.to_string()),
+        |s| s.last.filter(|_| !s.stale).map(|v| Value::Count(v.success_num)),
     ),
     (
         "hss_registry_access_fail",
         "Image registries connected to HSS whose access is abnormal (fail_num), as of the last successful poll.",
-        |s| s.last.filter(|_| !s.stale).map(|v| v.fail_num.to_string()),
+        |s| s.last.filter(|_| !s.stale).map(|v| Value::Count(v.fail_num)),
     ),
     (
         "hss_registry_statistics_up",
         "1 if the last poll of this target's registry statistics succeeded, 0 if it failed.",
-        |s| s.up.map(|up| if up { "1" } else { "0" }.to_string()),
+        |s| s.up.map(|up| Value::Count(u64::from(up))),
     ),
     (
         "hss_registry_statistics_last_success_timestamp_seconds",
         "Unix time of the last successful poll of this target.",
-        |s| s.last_success.map(|t| unix_seconds(t).to_string()),
+        |s| s.last_success.map(Value::Time),
     ),
 ];
+
+fn samples(status: &TargetStatus) -> [Option<Value>; 4] {
+    TARGET_FAMILIES.map(|(_, _, sample)| sample(status))
+}
 
 /// A target's state and the group it is encoded in.
 struct Entry {
@@ -86,13 +115,15 @@ struct Entry {
 /// A run of consecutive targets (map order) and its encoded lines per family.
 struct Group {
     first: Target,
-    encoded: Option<[Arc<Segment>; 4]>,
+    encoded: [Option<Arc<Segment>>; 4],
 }
 
 #[derive(Default)]
 struct Targets {
     map: BTreeMap<Target, Entry>,
     groups: Vec<Group>,
+    /// Per family, the runs of `RUN` groups' segments, assembled again after a change.
+    runs: [Vec<Option<Arc<Run>>>; 4],
     /// Targets came or went: the groups must be formed again.
     regroup: bool,
     /// Reused encoding buffer; segments are copied out of it at their exact size.
@@ -100,13 +131,29 @@ struct Targets {
 }
 
 impl Targets {
-    /// Forgets the encoding of the group holding `entry`.
-    fn touch(groups: &mut [Group], regroup: bool, entry: &Entry) {
-        if !regroup {
-            if let Some(g) = groups.get_mut(entry.group) {
-                g.encoded = None;
+    /// Runs `f` on a target's status and forgets the encoding of the families whose lines
+    /// it changed. Returns whether any did, `None` for a target that is not configured.
+    fn touch(&mut self, target: &Target, f: impl FnOnce(&mut TargetStatus)) -> Option<bool> {
+        let entry = self.map.get_mut(target)?;
+        let before = samples(&entry.status);
+        f(&mut entry.status);
+        let after = samples(&entry.status);
+        if before == after {
+            return Some(false);
+        }
+        if !self.regroup {
+            if let Some(g) = self.groups.get_mut(entry.group) {
+                for (family, (b, a)) in before.iter().zip(&after).enumerate() {
+                    if b != a {
+                        g.encoded[family] = None;
+                        if let Some(run) = self.runs[family].get_mut(entry.group / RUN) {
+                            *run = None;
+                        }
+                    }
+                }
             }
         }
+        Some(true)
     }
 }
 
@@ -125,7 +172,7 @@ pub struct Store {
     generation: AtomicU64,
     exposition: Mutex<Option<Arc<Exposition>>>,
     /// The families' HELP and TYPE lines, encoded once.
-    headers: [Arc<Segment>; 4],
+    headers: [Arc<Run>; 4],
 }
 
 const ERROR_REASONS: [&str; 7] = [
@@ -223,7 +270,9 @@ impl Store {
             ))
             .expect("unique metric");
         let headers = TARGET_FAMILIES.map(|(name, help, _)| {
-            Segment::new(format!("# HELP {name} {help}\n# TYPE {name} gauge\n").into_bytes())
+            Run::new(vec![Segment::new(
+                format!("# HELP {name} {help}\n# TYPE {name} gauge\n").into_bytes(),
+            )])
         });
         Store {
             registry,
@@ -249,24 +298,14 @@ impl Store {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Runs `f` on a configured target's entry and marks its group for encoding; `false`
-    /// for a target that is no longer configured.
+    /// Runs `f` on a configured target's entry and marks the families whose lines it changed
+    /// for encoding; `false` for a target that is no longer configured.
     fn update(&self, target: &Target, f: impl FnOnce(&mut TargetStatus)) -> bool {
-        let mut guard = self.targets();
-        let Targets {
-            map,
-            groups,
-            regroup,
-            ..
-        } = &mut *guard;
-        let Some(entry) = map.get_mut(target) else {
-            return false;
-        };
-        f(&mut entry.status);
-        Targets::touch(groups, *regroup, entry);
-        drop(guard);
-        self.changed();
-        true
+        let changed = self.targets().touch(target, f);
+        if changed == Some(true) {
+            self.changed();
+        }
+        changed.is_some()
     }
 
     /// Makes the accounts' series exist from the start (at 0), so rates work from the first
@@ -441,27 +480,24 @@ impl Store {
     pub fn sweep_stale(&self) -> usize {
         let now = Instant::now();
         let stale_after = *self.stale_after.lock().unwrap_or_else(|e| e.into_inner());
-        let mut guard = self.targets();
-        let Targets {
-            map,
-            groups,
-            regroup,
-            ..
-        } = &mut *guard;
-        let mut removed = 0;
-        for (target, entry) in map.iter_mut() {
-            let status = &mut entry.status;
-            let expired = status
-                .last_success_at
-                .is_some_and(|at| now.duration_since(at) >= stale_after);
-            if expired && !status.stale {
-                status.stale = true;
-                Targets::touch(groups, *regroup, entry);
-                removed += 1;
-                tracing::warn!(%target, stale_after = %humantime::format_duration(stale_after), "no successful poll for too long; its values are no longer exported");
-            }
+        let mut t = self.targets();
+        let expired: Vec<Target> = t
+            .map
+            .iter()
+            .filter(|(_, e)| {
+                !e.status.stale
+                    && e.status
+                        .last_success_at
+                        .is_some_and(|at| now.duration_since(at) >= stale_after)
+            })
+            .map(|(target, _)| target.clone())
+            .collect();
+        for target in &expired {
+            t.touch(target, |status| status.stale = true);
+            tracing::warn!(%target, stale_after = %humantime::format_duration(stale_after), "no successful poll for too long; its values are no longer exported");
         }
-        drop(guard);
+        let removed = expired.len();
+        drop(t);
         if removed > 0 {
             self.changed();
         }
@@ -480,20 +516,19 @@ impl Store {
         }
         // Let the segments of changed groups go before their successors are encoded.
         *cached = None;
-        let mut segments = vec![Segment::new(self.render_registry())];
-        let encoded = self.encode_targets();
-        for (family, header) in self.headers.iter().enumerate() {
-            segments.push(header.clone());
-            segments.extend(encoded.iter().map(|g| g[family].clone()));
+        let mut runs = vec![Run::new(vec![Segment::new(self.render_registry())])];
+        for (header, family) in self.headers.iter().zip(self.encode_targets()) {
+            runs.push(header.clone());
+            runs.extend(family);
         }
-        let fresh = Arc::new(Exposition::new(generation, segments));
+        let fresh = Arc::new(Exposition::new(generation, runs));
         *cached = Some(fresh.clone());
         fresh
     }
 
-    /// The encoded groups, re-encoding those that changed (and regrouping after targets came
-    /// or went).
-    fn encode_targets(&self) -> Vec<[Arc<Segment>; 4]> {
+    /// Per family, its runs of encoded groups: those that changed are encoded and assembled
+    /// again (all of them after targets came or went).
+    fn encode_targets(&self) -> [Vec<Arc<Run>>; 4] {
         let mut guard = self.targets();
         let t = &mut *guard;
         if t.regroup {
@@ -502,30 +537,48 @@ impl Store {
                 if i % GROUP == 0 {
                     t.groups.push(Group {
                         first: target.clone(),
-                        encoded: None,
+                        encoded: Default::default(),
                     });
                 }
                 entry.group = i / GROUP;
             }
+            t.runs = std::array::from_fn(|_| vec![None; t.groups.len().div_ceil(RUN)]);
             t.regroup = false;
         }
-        let (map, scratch) = (&t.map, &mut t.scratch);
-        t.groups
-            .iter_mut()
-            .map(|g| {
-                g.encoded
-                    .get_or_insert_with(|| {
-                        let members: Vec<(&Target, &Entry)> =
-                            map.range(&g.first..).take(GROUP).collect();
-                        // Each segment is copied out of the scratch buffer at its exact size.
-                        std::array::from_fn(|family| {
-                            encode_family(family, &members, scratch);
-                            Segment::new(scratch.clone())
-                        })
+        let Targets {
+            map,
+            groups,
+            runs,
+            scratch,
+            ..
+        } = t;
+        std::array::from_fn(|family| {
+            runs[family]
+                .iter_mut()
+                .zip(groups.chunks_mut(RUN))
+                .map(|(run, groups)| {
+                    run.get_or_insert_with(|| {
+                        Run::new(
+                            groups
+                                .iter_mut()
+                                .map(|g| {
+                                    g.encoded[family]
+                                        .get_or_insert_with(|| {
+                                            let members: Vec<(&Target, &Entry)> =
+                                                map.range(&g.first..).take(GROUP).collect();
+                                            encode_family(family, &members, scratch);
+                                            // Copied out at its exact size.
+                                            Segment::new(scratch.clone())
+                                        })
+                                        .clone()
+                                })
+                                .collect(),
+                        )
                     })
                     .clone()
-            })
-            .collect()
+                })
+                .collect()
+        })
     }
 
     /// The per-account and process families, through the prometheus crate.
@@ -582,7 +635,7 @@ fn encode_family(family: usize, members: &[(&Target, &Entry)], out: &mut Vec<u8>
             out.extend_from_slice(name.as_bytes());
             render_labels(target, out);
             out.push(b' ');
-            out.extend_from_slice(value.as_bytes());
+            value.write(out);
             out.push(b'\n');
         }
     }
@@ -653,5 +706,67 @@ mod tests {
             },
         );
         assert!(text(&store).contains(&format!("hss_registry_access_fail{series} 0\n")));
+    }
+
+    /// Only the per-target lines (the process metrics move on their own).
+    fn target_lines(store: &Store) -> String {
+        text(store)
+            .lines()
+            .filter(|l| l.contains("hss_registry_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn cached_encoding_always_matches_a_fresh_one() {
+        let store = Store::new(Duration::from_secs(600));
+        // Enough targets for many groups and several runs per family.
+        let targets: Vec<Target> = (0..GROUP * RUN * 2 + 37)
+            .map(|i| Target {
+                project_id: format!("p{i:05}"),
+                ..target()
+            })
+            .collect();
+        store.add_targets(&targets);
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for round in 0..30 {
+            for _ in 0..40 {
+                let t = &targets[next(targets.len())];
+                match next(4) {
+                    0 => store.record_success(
+                        t,
+                        Statistics {
+                            fail_num: next(3) as u64,
+                            success_num: 5,
+                        },
+                    ),
+                    1 => store.record_failure(t, &ApiError::Decode("x".into())),
+                    2 => {
+                        store.mark_down(t, "suspended");
+                    }
+                    _ => store.set_next_poll(t, SystemTime::now()),
+                }
+            }
+            if round == 20 {
+                store.set_stale_after(Duration::ZERO);
+                assert!(store.sweep_stale() > 0);
+            }
+            let cached = target_lines(&store);
+            // Forget every encoding and build the body from scratch.
+            store.targets().regroup = true;
+            store.changed();
+            let fresh = target_lines(&store);
+            assert_eq!(cached, fresh, "round {round}");
+            assert!(
+                fresh.contains("hss_registry_statistics_up{"),
+                "round {round}"
+            );
+        }
     }
 }
