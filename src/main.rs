@@ -68,7 +68,14 @@ fn main() -> ExitCode {
         eprintln!("hss-exporter: --log.level: {e}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Two worker threads are plenty to poll at API rate limits and serve a cached body; more
+    // would buy nothing but a malloc arena each. TOKIO_WORKER_THREADS still overrides it.
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        runtime.worker_threads(cores.min(2));
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hss-exporter: cannot start the runtime: {e}");

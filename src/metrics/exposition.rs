@@ -4,7 +4,6 @@
 //! member (CRCs combined), not 7 MB recompressed after every poll. Bodies go out as one
 //! frame of shared pieces, so large `writev` calls send them without a copy.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -145,56 +144,84 @@ pub struct Exposition {
     pub(super) built: tokio::time::Instant,
     runs: Vec<Arc<Run>>,
     len: u64,
-    gzip: OnceLock<Vec<Bytes>>,
+    plain: Arc<[Bytes]>,
+    gzip: OnceLock<Arc<[Bytes]>>,
 }
 
 impl Exposition {
-    pub(super) fn new(generation: u64, runs: Vec<Arc<Run>>) -> Exposition {
+    /// `built`: when the oldest of the runs was encoded.
+    pub(super) fn new(
+        generation: u64,
+        built: tokio::time::Instant,
+        runs: Vec<Arc<Run>>,
+    ) -> Exposition {
         let len = runs.iter().map(|r| r.len).sum();
+        let plain = Chunks::list(
+            runs.iter()
+                .flat_map(|r| &r.segments)
+                .map(|s| s.plain.clone()),
+        );
         Exposition {
             generation,
-            built: tokio::time::Instant::now(),
+            built,
             runs,
             len,
+            plain,
             gzip: OnceLock::new(),
         }
     }
 
-    fn segments(&self) -> impl Iterator<Item = &Arc<Segment>> {
-        self.runs.iter().flat_map(|r| &r.segments)
-    }
-
     /// The text exposition as a response body (no copy: the segments' bytes are shared).
     pub fn plain(&self) -> Body {
-        Body::new(self.segments().map(|s| s.plain.clone()))
+        Body::new(self.plain.clone())
     }
 
     /// The same exposition gzip-encoded (some 7% of the text): one gzip member made of the
-    /// runs' deflate streams between a header and a trailer, nothing recompressed.
+    /// runs' deflate streams between a header and a trailer, nothing recompressed. They are
+    /// copied into one buffer: the kernel sends one contiguous buffer faster than dozens of
+    /// pieces, by more than the copy costs.
     pub fn gzip(&self) -> Body {
-        let parts = self.gzip.get_or_init(|| {
-            let mut parts = vec![Bytes::from_static(&GZIP_HEADER)];
+        Body::new(self.gzip_parts().clone())
+    }
+
+    /// Assembles the gzip form now, so that serving it later costs nothing.
+    pub fn prepare_gzip(&self) {
+        self.gzip_parts();
+    }
+
+    pub fn has_gzip(&self) -> bool {
+        self.gzip.get().is_some()
+    }
+
+    fn gzip_parts(&self) -> &Arc<[Bytes]> {
+        self.gzip.get_or_init(|| {
+            let deflated: Vec<&Deflated> = self
+                .runs
+                .iter()
+                .filter(|r| r.len > 0)
+                .map(|r| r.deflated())
+                .collect();
+            let size = deflated.iter().map(|d| d.data.len()).sum::<usize>();
+            let mut out = Vec::with_capacity(GZIP_HEADER.len() + size + DEFLATE_END.len() + 8);
+            out.extend_from_slice(&GZIP_HEADER);
             let mut crc = crc32fast::Hasher::new();
-            for run in self.runs.iter().filter(|r| r.len > 0) {
-                let d = run.deflated();
+            for d in deflated {
                 crc.combine(&d.crc);
-                parts.push(d.data.clone());
+                out.extend_from_slice(&d.data);
             }
-            let mut trailer = DEFLATE_END.to_vec();
-            trailer.extend_from_slice(&crc.finalize().to_le_bytes());
+            out.extend_from_slice(&DEFLATE_END);
+            out.extend_from_slice(&crc.finalize().to_le_bytes());
             // ISIZE is the length modulo 2^32.
-            trailer.extend_from_slice(&(self.len as u32).to_le_bytes());
-            parts.push(Bytes::from(trailer));
-            parts
-        });
-        Body::new(parts.iter().cloned())
+            out.extend_from_slice(&(self.len as u32).to_le_bytes());
+            Chunks::list([Bytes::from(out)])
+        })
     }
 
     /// The whole text in one buffer (for `once` and tests).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len as usize);
-        for s in self.segments() {
-            out.extend_from_slice(&s.plain);
+        for part in self.plain.iter() {
+            out.extend_from_slice(part);
         }
         out
     }
@@ -202,18 +229,31 @@ impl Exposition {
 
 /// Shared pieces of a response, written as one: hyper hands up to 64 of them to a single
 /// `writev`, so a 7 MB body made of hundreds of segments goes out in large writes without
-/// being copied into one buffer first.
+/// being copied into one buffer first. The list itself is shared too: a scrape costs one
+/// reference count, not one per piece.
 pub struct Chunks {
     /// Never holds an empty piece, so `chunk()` is empty only at the end.
-    parts: VecDeque<Bytes>,
+    parts: Arc<[Bytes]>,
+    /// The piece being written, and how much of it is already out.
+    next: usize,
+    offset: usize,
     remaining: usize,
 }
 
 impl Chunks {
-    fn new(parts: impl IntoIterator<Item = Bytes>) -> Chunks {
-        let parts: VecDeque<Bytes> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+    fn new(parts: Arc<[Bytes]>) -> Chunks {
         let remaining = parts.iter().map(Bytes::len).sum();
-        Chunks { parts, remaining }
+        Chunks {
+            parts,
+            next: 0,
+            offset: 0,
+            remaining,
+        }
+    }
+
+    /// A shareable list of pieces, without the empty ones.
+    fn list(parts: impl IntoIterator<Item = Bytes>) -> Arc<[Bytes]> {
+        parts.into_iter().filter(|p| !p.is_empty()).collect()
     }
 }
 
@@ -223,28 +263,30 @@ impl Buf for Chunks {
     }
 
     fn chunk(&self) -> &[u8] {
-        self.parts.front().map_or(&[], |p| &p[..])
+        self.parts.get(self.next).map_or(&[], |p| &p[self.offset..])
     }
 
     fn advance(&mut self, mut cnt: usize) {
         while cnt > 0 {
-            let Some(front) = self.parts.front_mut() else {
+            let Some(part) = self.parts.get(self.next) else {
                 break;
             };
-            let step = cnt.min(front.len());
-            front.advance(step);
+            let step = cnt.min(part.len() - self.offset);
+            self.offset += step;
             self.remaining -= step;
             cnt -= step;
-            if front.is_empty() {
-                self.parts.pop_front();
+            if self.offset == part.len() {
+                self.next += 1;
+                self.offset = 0;
             }
         }
     }
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for (slot, part) in dst.iter_mut().zip(&self.parts) {
-            *slot = IoSlice::new(part);
+        let pending = self.parts.get(self.next..).unwrap_or_default();
+        for (i, (slot, part)) in dst.iter_mut().zip(pending).enumerate() {
+            *slot = IoSlice::new(if i == 0 { &part[self.offset..] } else { part });
             n += 1;
         }
         n
@@ -258,7 +300,7 @@ pub struct Body {
 }
 
 impl Body {
-    fn new(parts: impl IntoIterator<Item = Bytes>) -> Body {
+    fn new(parts: Arc<[Bytes]>) -> Body {
         let data = Chunks::new(parts);
         Body {
             len: data.remaining as u64,
@@ -267,11 +309,11 @@ impl Body {
     }
 
     pub fn from_static(text: &'static str) -> Body {
-        Body::new([Bytes::from_static(text.as_bytes())])
+        Body::new(Chunks::list([Bytes::from_static(text.as_bytes())]))
     }
 
     pub fn from_vec(bytes: Vec<u8>) -> Body {
-        Body::new([Bytes::from(bytes)])
+        Body::new(Chunks::list([Bytes::from(bytes)]))
     }
 }
 
@@ -337,7 +379,7 @@ mod tests {
         let mut runs: Vec<Arc<Run>> = segments.chunks(7).map(|c| Run::new(c.to_vec())).collect();
         runs.insert(3, Run::new(Vec::new()));
         runs.push(Run::new(vec![Segment::new(Vec::new())]));
-        let e = Exposition::new(1, runs);
+        let e = Exposition::new(1, tokio::time::Instant::now(), runs);
         let plain = collect(e.plain()).await;
         assert_eq!(plain, e.to_vec());
         let gz = collect(e.gzip()).await;
@@ -368,6 +410,7 @@ mod tests {
             .collect();
         let e = Exposition::new(
             1,
+            tokio::time::Instant::now(),
             vec![
                 Run::new(vec![Segment::new(b"first\n".to_vec()), Segment::new(noise)]),
                 Run::new(vec![Segment::new(b"last\n".to_vec())]),
@@ -383,7 +426,9 @@ mod tests {
 
     #[test]
     fn chunks_advance_across_pieces_and_list_them_for_writev() {
-        let mut c = Chunks::new([&b"ab"[..], b"", b"cde", b"f"].map(Bytes::from_static));
+        let mut c = Chunks::new(Chunks::list(
+            [&b"ab"[..], b"", b"cde", b"f"].map(Bytes::from_static),
+        ));
         assert_eq!(c.remaining(), 6);
         let mut slices = [IoSlice::new(&[]); 8];
         assert_eq!(

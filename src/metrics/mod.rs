@@ -10,7 +10,7 @@ mod exposition;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
@@ -157,9 +157,16 @@ impl Targets {
     }
 }
 
+/// Work for the encoder thread.
+type Job = Box<dyn FnOnce() + Send>;
+
 /// Owns every series; all methods take `&self` and are cheap.
 pub struct Store {
     registry: Registry,
+    /// The process collector apart: it reads `/proc`, so its lines are kept for up to
+    /// `PROCESS_METRICS_MAX_AGE` instead of being gathered again on every change.
+    process: Registry,
+    process_lines: Mutex<Option<(Instant, Arc<Run>)>>,
     suspended: IntGaugeVec,
     requests: IntCounterVec,
     poll_errors: IntCounterVec,
@@ -171,6 +178,8 @@ pub struct Store {
     /// Bumped by every change to a series, so a cached exposition knows it is current.
     generation: AtomicU64,
     exposition: Mutex<Option<Arc<Exposition>>>,
+    /// The thread scrapes have the exposition encoded on, started on first use.
+    encoder: OnceLock<Option<mpsc::Sender<Job>>>,
     /// The families' HELP and TYPE lines, encoded once.
     headers: [Arc<Run>; 4],
 }
@@ -263,8 +272,9 @@ impl Store {
         ] {
             registry.register(c).expect("unique metric");
         }
+        let process = Registry::new();
         #[cfg(target_os = "linux")]
-        registry
+        process
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
@@ -276,6 +286,8 @@ impl Store {
         });
         Store {
             registry,
+            process,
+            process_lines: Mutex::new(None),
             suspended,
             requests,
             poll_errors,
@@ -286,6 +298,7 @@ impl Store {
             targets: Mutex::new(Targets::default()),
             generation: AtomicU64::new(0),
             exposition: Mutex::new(None),
+            encoder: OnceLock::new(),
             headers,
         }
     }
@@ -504,6 +517,75 @@ impl Store {
         removed
     }
 
+    /// The current exposition for a scrape, with its gzip form ready if asked for. When
+    /// something must be encoded, that happens on the store's encoder thread: the serving
+    /// threads go on with other connections meanwhile, and the encoded text is always
+    /// allocated by one thread, which keeps the allocator from holding a copy's worth of
+    /// freed memory per serving thread.
+    pub async fn scrape(self: &Arc<Self>, gzip: bool) -> Arc<Exposition> {
+        if let Some(e) = self.current().filter(|e| !gzip || e.has_gzip()) {
+            return e;
+        }
+        // A single-threaded runtime has one thread to allocate from anyway, and there a wait
+        // on another thread would let a paused test clock jump ahead.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            let e = self.exposition();
+            if gzip {
+                e.prepare_gzip();
+            }
+            return e;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let store = Arc::clone(self);
+        let job: Job = Box::new(move || {
+            let e = store.exposition();
+            if gzip {
+                e.prepare_gzip();
+            }
+            let _ = tx.send(e);
+        });
+        let sent = match self.encoder.get_or_init(|| Self::start_encoder().ok()) {
+            Some(encoder) => encoder.send(job).is_ok(),
+            None => false,
+        };
+        match rx.await {
+            Ok(e) if sent => e,
+            // No encoder thread (it could not start, or died): encode here.
+            _ => self.exposition(),
+        }
+    }
+
+    fn start_encoder() -> std::io::Result<mpsc::Sender<Job>> {
+        let (tx, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("encoder".into())
+            .spawn(move || {
+                // Ends when the store, which holds the sender, is dropped.
+                while let Ok(job) = jobs.recv() {
+                    job();
+                }
+            })
+            .map(|_| tx)
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot start the encoder thread; scrapes encode on their own thread"))
+    }
+
+    /// The cached exposition if it is still current; `None` as well while one is being
+    /// encoded, rather than wait for it here.
+    fn current(&self) -> Option<Arc<Exposition>> {
+        let cached = match self.exposition.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let generation = self.generation.load(Ordering::Acquire);
+        cached
+            .as_ref()
+            .filter(|e| e.generation == generation && e.built.elapsed() < PROCESS_METRICS_MAX_AGE)
+            .cloned()
+    }
+
     /// The current exposition, never older than the last change: the per-account part is
     /// encoded again, and of the per-target part only the groups whose targets changed.
     pub fn exposition(&self) -> Arc<Exposition> {
@@ -516,12 +598,14 @@ impl Store {
         }
         // Let the segments of changed groups go before their successors are encoded.
         *cached = None;
-        let mut runs = vec![Run::new(vec![Segment::new(self.render_registry())])];
+        let (process_at, process) = self.process_lines();
+        let mut runs = vec![render(&self.registry), process];
         for (header, family) in self.headers.iter().zip(self.encode_targets()) {
             runs.push(header.clone());
             runs.extend(family);
         }
-        let fresh = Arc::new(Exposition::new(generation, runs));
+        // A body is as old as its oldest part.
+        let fresh = Arc::new(Exposition::new(generation, process_at, runs));
         *cached = Some(fresh.clone());
         fresh
     }
@@ -581,13 +665,15 @@ impl Store {
         })
     }
 
-    /// The per-account and process families, through the prometheus crate.
-    fn render_registry(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 * 1024);
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding into a Vec cannot fail");
-        out
+    /// The process families, gathered again once they are `PROCESS_METRICS_MAX_AGE` old.
+    fn process_lines(&self) -> (Instant, Arc<Run>) {
+        let mut lines = self.process_lines.lock().unwrap_or_else(|e| e.into_inner());
+        match lines.as_ref() {
+            Some((at, run)) if at.elapsed() < PROCESS_METRICS_MAX_AGE => (*at, run.clone()),
+            _ => lines
+                .insert((Instant::now(), render(&self.process)))
+                .clone(),
+        }
     }
 
     /// The whole text exposition in one buffer.
@@ -602,6 +688,15 @@ impl Store {
             .map(|(t, e)| (t.clone(), e.status.clone()))
             .collect()
     }
+}
+
+/// A registry's families through the prometheus crate's text encoder.
+fn render(registry: &Registry) -> Arc<Run> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding into a Vec cannot fail");
+    Run::new(vec![Segment::new(out)])
 }
 
 /// `{account="..",...}` with the label names in the order the text format sorts them.
@@ -767,6 +862,41 @@ mod tests {
                 fresh.contains("hss_registry_statistics_up{"),
                 "round {round}"
             );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scrapes_encoded_on_the_encoder_thread_see_every_change() {
+        use http_body_util::BodyExt as _;
+        use std::io::Read as _;
+        let store = Arc::new(Store::new(Duration::from_secs(600)));
+        let t = target();
+        store.add_targets([&t]);
+        let series = r#"{account="prod",enterprise_project_id="",project_id="p1",region="cn-north-4",registry_type="Harbor"}"#;
+        for n in 0..40u64 {
+            store.record_success(
+                &t,
+                Statistics {
+                    fail_num: n,
+                    success_num: 1,
+                },
+            );
+            let gzip = n % 2 == 0;
+            let e = store.scrape(gzip).await;
+            let text = String::from_utf8(e.to_vec()).unwrap();
+            assert!(
+                text.contains(&format!("hss_registry_access_fail{series} {n}\n")),
+                "{text}"
+            );
+            if gzip {
+                assert!(e.has_gzip(), "the gzip form comes ready");
+                let body = e.gzip().collect().await.unwrap().to_bytes();
+                let mut decoded = String::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_string(&mut decoded)
+                    .unwrap();
+                assert_eq!(decoded, text);
+            }
         }
     }
 }

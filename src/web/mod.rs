@@ -227,7 +227,7 @@ async fn route(req: Request<Incoming>, state: &WebState) -> Response<Body> {
         return r;
     }
     match path {
-        "/metrics" => metrics(&req, &state.store),
+        "/metrics" => metrics(&req, &state.store).await,
         "/-/healthy" => text(StatusCode::OK, "OK\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
@@ -259,9 +259,9 @@ async fn reload(state: &WebState) -> Response<Body> {
 }
 
 /// The cached exposition, gzip-encoded when the client asks for it.
-fn metrics(req: &Request<Incoming>, store: &Store) -> Response<Body> {
-    let exposition = store.exposition();
+async fn metrics(req: &Request<Incoming>, store: &Arc<Store>) -> Response<Body> {
     let gzip = accepts_gzip(req.headers());
+    let exposition = store.scrape(gzip).await;
     let body = if gzip {
         exposition.gzip()
     } else {
