@@ -157,8 +157,11 @@ impl Targets {
     }
 }
 
-/// Work for the encoder thread.
-type Job = Box<dyn FnOnce() + Send>;
+/// A scrape waiting for the encoder thread.
+struct Job {
+    gzip: bool,
+    reply: tokio::sync::oneshot::Sender<Arc<Exposition>>,
+}
 
 /// Owns every series; all methods take `&self` and are cheap.
 pub struct Store {
@@ -537,17 +540,9 @@ impl Store {
             }
             return e;
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let store = Arc::clone(self);
-        let job: Job = Box::new(move || {
-            let e = store.exposition();
-            if gzip {
-                e.prepare_gzip();
-            }
-            let _ = tx.send(e);
-        });
-        let sent = match self.encoder.get_or_init(|| Self::start_encoder().ok()) {
-            Some(encoder) => encoder.send(job).is_ok(),
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let sent = match self.encoder.get_or_init(|| self.start_encoder().ok()) {
+            Some(encoder) => encoder.send(Job { gzip, reply }).is_ok(),
             None => false,
         };
         match rx.await {
@@ -557,14 +552,27 @@ impl Store {
         }
     }
 
-    fn start_encoder() -> std::io::Result<mpsc::Sender<Job>> {
+    /// The encoder answers every scrape waiting for it with one encoding, done after they
+    /// all came in, so scrapes that arrive during a rebuild do not queue a rebuild each.
+    fn start_encoder(self: &Arc<Self>) -> std::io::Result<mpsc::Sender<Job>> {
         let (tx, jobs) = mpsc::channel::<Job>();
+        // Weak: the thread must not keep the store alive; it ends when the store, which
+        // holds the sender, is dropped.
+        let store = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("encoder".into())
             .spawn(move || {
-                // Ends when the store, which holds the sender, is dropped.
-                while let Ok(job) = jobs.recv() {
-                    job();
+                while let Ok(first) = jobs.recv() {
+                    let batch: Vec<Job> = std::iter::once(first).chain(jobs.try_iter()).collect();
+                    let Some(store) = store.upgrade() else { break };
+                    let e = store.exposition();
+                    drop(store);
+                    if batch.iter().any(|job| job.gzip) {
+                        e.prepare_gzip();
+                    }
+                    for job in batch {
+                        let _ = job.reply.send(e.clone());
+                    }
                 }
             })
             .map(|_| tx)
