@@ -879,7 +879,7 @@ struct StaticServer {
 
 impl StaticServer {
     /// Serves `gzip` to requests that accept gzip and `plain` to the others, on its own
-    /// runtime with `threads` workers (as many as the exporter's).
+    /// runtime with `threads` workers (one per core: at least as many as the exporter's).
     fn start(plain: Variant, gzip: Variant, threads: usize) -> StaticServer {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -53,7 +53,7 @@ impl Segment {
 
 /// Raw deflate of `plain`, ending in a sync flush: all input out, aligned to a byte, the
 /// stream left open. One compressor and output buffer are kept and reused: a fresh
-/// compressor zeroes some 300 KB of tables, many times the work for a 20 KB segment.
+/// compressor zeroes some 300 KB of tables, many times the work for a 10 KB segment.
 fn deflate(plain: &[u8]) -> Bytes {
     static DEFLATE: Mutex<Option<(Compress, Vec<u8>)>> = Mutex::new(None);
     let mut guard = DEFLATE.lock().unwrap_or_else(|e| e.into_inner());
