@@ -91,8 +91,8 @@ fn deflate(plain: &[u8]) -> Bytes {
 }
 
 /// Consecutive segments, with their deflate streams spliced into one piece on first
-/// demand. A change re-splices only the run holding it, and a gzip body is a few dozen
-/// pieces instead of hundreds.
+/// demand. A change re-splices only the run holding it, and a gzip body is assembled from a
+/// few dozen pieces and CRCs instead of hundreds.
 pub struct Run {
     segments: Vec<Arc<Segment>>,
     len: u64,
@@ -123,18 +123,29 @@ impl Run {
                     crc: one.crc.clone(),
                 };
             }
-            let mut data = Vec::with_capacity(parts.iter().map(|d| d.data.len()).sum());
-            let mut crc = crc32fast::Hasher::new();
-            for d in parts {
-                crc.combine(&d.crc);
-                data.extend_from_slice(&d.data);
-            }
+            let mut data = Vec::with_capacity(spliced_len(&parts));
+            let crc = splice(&parts, &mut data);
             Deflated {
                 data: Bytes::from(data),
                 crc,
             }
         })
     }
+}
+
+fn spliced_len(parts: &[&Deflated]) -> usize {
+    parts.iter().map(|d| d.data.len()).sum()
+}
+
+/// Appends the deflate streams of `parts` to `out`, in order, and returns the CRC of the
+/// text they encode together.
+fn splice(parts: &[&Deflated], out: &mut Vec<u8>) -> crc32fast::Hasher {
+    let mut crc = crc32fast::Hasher::new();
+    for d in parts {
+        crc.combine(&d.crc);
+        out.extend_from_slice(&d.data);
+    }
+    crc
 }
 
 /// One complete body: its runs in order, shared by every scrape until something changes;
@@ -201,14 +212,10 @@ impl Exposition {
                 .filter(|r| r.len > 0)
                 .map(|r| r.deflated())
                 .collect();
-            let size = deflated.iter().map(|d| d.data.len()).sum::<usize>();
-            let mut out = Vec::with_capacity(GZIP_HEADER.len() + size + DEFLATE_END.len() + 8);
+            let size = GZIP_HEADER.len() + spliced_len(&deflated) + DEFLATE_END.len() + 8;
+            let mut out = Vec::with_capacity(size);
             out.extend_from_slice(&GZIP_HEADER);
-            let mut crc = crc32fast::Hasher::new();
-            for d in deflated {
-                crc.combine(&d.crc);
-                out.extend_from_slice(&d.data);
-            }
+            let crc = splice(&deflated, &mut out);
             out.extend_from_slice(&DEFLATE_END);
             out.extend_from_slice(&crc.finalize().to_le_bytes());
             // ISIZE is the length modulo 2^32.
