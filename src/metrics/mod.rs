@@ -118,6 +118,26 @@ struct Group {
     encoded: [Option<Arc<Segment>>; 4],
 }
 
+impl Group {
+    /// This group's lines of `family`, encoded if they changed since last time.
+    fn segment(
+        &mut self,
+        family: usize,
+        map: &BTreeMap<Target, Entry>,
+        scratch: &mut Vec<u8>,
+    ) -> Arc<Segment> {
+        self.encoded[family]
+            .get_or_insert_with(|| {
+                let members: Vec<(&Target, &Entry)> =
+                    map.range(&self.first..).take(GROUP).collect();
+                encode_family(family, &members, scratch);
+                // Copied out at its exact size.
+                Segment::new(scratch.clone())
+            })
+            .clone()
+    }
+}
+
 #[derive(Default)]
 struct Targets {
     map: BTreeMap<Target, Entry>,
@@ -534,11 +554,7 @@ impl Store {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if !multi_thread {
-            let e = self.exposition();
-            if gzip {
-                e.prepare_gzip();
-            }
-            return e;
+            return self.exposition();
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
         let sent = match self.encoder.get_or_init(|| self.start_encoder().ok()) {
@@ -587,23 +603,24 @@ impl Store {
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
             Err(TryLockError::WouldBlock) => return None,
         };
-        let generation = self.generation.load(Ordering::Acquire);
-        cached
-            .as_ref()
-            .filter(|e| e.generation == generation && e.built.elapsed() < PROCESS_METRICS_MAX_AGE)
-            .cloned()
+        cached.as_ref().filter(|e| self.is_current(e)).cloned()
+    }
+
+    /// Nothing changed since `e` was encoded, and its process metrics are recent enough.
+    fn is_current(&self, e: &Exposition) -> bool {
+        e.generation == self.generation.load(Ordering::Acquire)
+            && e.built.elapsed() < PROCESS_METRICS_MAX_AGE
     }
 
     /// The current exposition, never older than the last change: the per-account part is
     /// encoded again, and of the per-target part only the groups whose targets changed.
     pub fn exposition(&self) -> Arc<Exposition> {
         let mut cached = self.exposition.lock().unwrap_or_else(|e| e.into_inner());
-        let generation = self.generation.load(Ordering::Acquire);
-        if let Some(e) = cached.as_ref() {
-            if e.generation == generation && e.built.elapsed() < PROCESS_METRICS_MAX_AGE {
-                return e.clone();
-            }
+        if let Some(e) = cached.as_ref().filter(|e| self.is_current(e)) {
+            return e.clone();
         }
+        // Read before encoding: a change made meanwhile makes this body out of date at once.
+        let generation = self.generation.load(Ordering::Acquire);
         // Let the segments of changed groups go before their successors are encoded.
         *cached = None;
         let (process_at, process) = self.process_lines();
@@ -650,22 +667,8 @@ impl Store {
                 .zip(groups.chunks_mut(RUN))
                 .map(|(run, groups)| {
                     run.get_or_insert_with(|| {
-                        Run::new(
-                            groups
-                                .iter_mut()
-                                .map(|g| {
-                                    g.encoded[family]
-                                        .get_or_insert_with(|| {
-                                            let members: Vec<(&Target, &Entry)> =
-                                                map.range(&g.first..).take(GROUP).collect();
-                                            encode_family(family, &members, scratch);
-                                            // Copied out at its exact size.
-                                            Segment::new(scratch.clone())
-                                        })
-                                        .clone()
-                                })
-                                .collect(),
-                        )
+                        let segments = groups.iter_mut().map(|g| g.segment(family, map, scratch));
+                        Run::new(segments.collect())
                     })
                     .clone()
                 })
