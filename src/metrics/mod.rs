@@ -197,6 +197,8 @@ pub struct Store {
     reload_ok: IntGaugeVec,
     reload_at: GaugeVec,
     stale_after: Mutex<Duration>,
+    /// `poll.stale_after` as a series, so alert rules need not repeat the config value.
+    stale_after_seconds: GaugeVec,
     targets: Mutex<Targets>,
     /// Bumped by every change to a series, so a cached exposition knows it is current.
     generation: AtomicU64,
@@ -284,8 +286,20 @@ impl Store {
             &[],
         )
         .expect("valid metric");
+        let stale_after_seconds = GaugeVec::new(
+            Opts::new(
+                "hss_exporter_stale_after_seconds",
+                "poll.stale_after: a target with no successful poll for this long loses its value series.",
+            ),
+            &[],
+        )
+        .expect("valid metric");
+        stale_after_seconds
+            .with_label_values(&[])
+            .set(stale_after.as_secs_f64());
         for c in [
             Box::new(reload_ok.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(stale_after_seconds.clone()),
             Box::new(reload_at.clone()),
             Box::new(suspended.clone()),
             Box::new(requests.clone()),
@@ -318,6 +332,7 @@ impl Store {
             reload_ok,
             reload_at,
             stale_after: Mutex::new(stale_after),
+            stale_after_seconds,
             targets: Mutex::new(Targets::default()),
             generation: AtomicU64::new(0),
             exposition: Mutex::new(None),
@@ -453,6 +468,10 @@ impl Store {
 
     pub fn set_stale_after(&self, stale_after: Duration) {
         *self.stale_after.lock().unwrap_or_else(|e| e.into_inner()) = stale_after;
+        self.stale_after_seconds
+            .with_label_values(&[])
+            .set(stale_after.as_secs_f64());
+        self.changed();
     }
 
     pub fn record_request(&self, account: &str, region: &str, code: &str, elapsed: Duration) {
@@ -786,6 +805,7 @@ mod tests {
         );
         let series = r#"{account="prod",enterprise_project_id="",project_id="p1",region="cn-north-4",registry_type="Harbor"}"#;
         assert!(text(&store).contains(&format!("hss_registry_access_fail{series} 3\n")));
+        assert!(text(&store).contains("\nhss_exporter_stale_after_seconds 600\n"));
         store.record_failure(&t, &ApiError::Decode("x".into()));
         tokio::time::advance(Duration::from_secs(599)).await;
         assert_eq!(store.sweep_stale(), 0);
