@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hss_exporter::hss::RegistryType;
+use hss_exporter::model::RegistryType;
 use hss_exporter::sim::{Fault, FaultRule, Sim, SimServer};
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body_util::Full;

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ConfigError, Settings};
-use crate::hss::ApiError;
 use crate::metrics::Store;
+use crate::reload::{ReloadError, ReloadHandle, ReloadRequest};
 use crate::scheduler::{self, Scheduler};
 use crate::web;
 
@@ -22,6 +22,17 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Reads the configuration again (file, secrets, environment) for a reload.
 pub type Loader = Arc<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>;
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listener handed in is not bound to an address.
+    #[error("the listener has no address")]
+    Listener(#[source] std::io::Error),
+    /// The HTTP client for the API (its TLS roots) could not be built.
+    #[error("cannot build the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+}
 
 /// How the exporter is run, beyond its configuration.
 #[derive(Default, Clone)]
@@ -34,16 +45,17 @@ pub struct Options {
     pub web: Option<Arc<web::Security>>,
 }
 
-/// A reload request: the answer goes back on the channel.
-pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
-
 /// A running exporter: its polling workers and its HTTP server.
 pub struct Exporter {
     /// Where the HTTP server listens (useful when bound to port 0).
     pub addr: SocketAddr,
+    /// What polling wrote; tests and `once` read it directly.
     pub store: Arc<Store>,
-    reloads: mpsc::Sender<ReloadRequest>,
+    /// Where [`Exporter::reload`] sends its request.
+    reloads: ReloadHandle,
+    /// Stops every task.
     cancel: CancellationToken,
+    /// Every task, to wait for on shutdown.
     tracker: TaskTracker,
 }
 
@@ -53,19 +65,18 @@ impl Exporter {
         settings: &Settings,
         listener: TcpListener,
         options: Options,
-    ) -> Result<Exporter, ApiError> {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| ApiError::Connect(format!("listener has no address: {e}")))?;
+    ) -> Result<Exporter, StartError> {
+        let addr = listener.local_addr().map_err(StartError::Listener)?;
         for warning in scheduler::capacity_warnings(settings) {
             tracing::warn!("{warning}");
         }
         let store = Arc::new(Store::new(settings.poll.stale_after));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let scheduler = Scheduler::start(settings, store.clone(), &cancel, &tracker)?;
+        let scheduler = Scheduler::start(settings, store.clone(), &cancel, &tracker)
+            .map_err(StartError::HttpClient)?;
         store.record_reload(true);
-        let (reloads, requests) = mpsc::channel(4);
+        let (reloads, requests) = ReloadHandle::channel();
         tracker.spawn(reload_loop(
             requests,
             scheduler,
@@ -94,8 +105,8 @@ impl Exporter {
     }
 
     /// Reloads the configuration (as on SIGHUP). On error the running one stays.
-    pub async fn reload(&self) -> Result<(), String> {
-        request_reload(&self.reloads).await
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        self.reloads.reload().await
     }
 
     /// Stops polling and serving; in-flight scrapes are given a few seconds to finish.
@@ -108,14 +119,6 @@ impl Exporter {
             tracing::warn!("tasks still running after {SHUTDOWN_TIMEOUT:?}; exiting anyway");
         }
     }
-}
-
-/// Asks the reload task for a reload and waits for its outcome.
-pub async fn request_reload(requests: &mpsc::Sender<ReloadRequest>) -> Result<(), String> {
-    let (reply, answer) = oneshot::channel();
-    let closed = || "the exporter is shutting down".to_string();
-    requests.send(reply).await.map_err(|_| closed())?;
-    answer.await.map_err(|_| closed())?
 }
 
 /// Owns the scheduler; reloads run here one at a time, whoever asked for them.
@@ -136,8 +139,8 @@ async fn reload_loop(
             },
         };
         let result = match &loader {
-            None => Err("this exporter was not started from a configuration file".to_string()),
-            Some(load) => load().map_err(|e| e.to_string()).map(|new| {
+            None => Err(ReloadError::NoSource),
+            Some(load) => load().map_err(ReloadError::from).map(|new| {
                 if new.listen_address != listening {
                     tracing::warn!(running = %listening, configured = %new.listen_address, "web.listen_address changed; it takes effect at the next restart");
                 }
@@ -148,7 +151,7 @@ async fn reload_loop(
         };
         store.record_reload(result.is_ok());
         if let Err(e) = &result {
-            for line in e.lines() {
+            for line in e.to_string().lines() {
                 tracing::error!("reload failed, the running configuration stays: {line}");
             }
         }

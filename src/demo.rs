@@ -7,8 +7,8 @@ use rand::Rng;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Env, Settings};
-use crate::hss::RegistryType;
+use crate::config::{self, ConfigError, Env, Settings};
+use crate::model::RegistryType;
 use crate::sim::{Fault, FaultRule, Sim, SimServer};
 
 pub const PROD_PROJECT: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
@@ -105,19 +105,46 @@ async fn churn(sim: Sim, cancel: CancellationToken) {
     }
 }
 
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The simulated API could not bind a loopback port.
+    #[error("cannot start the simulated API")]
+    Simulator(#[source] std::io::Error),
+    /// The demo's configuration was refused (a bad `--web.listen-address`).
+    #[error("the demo configuration is invalid")]
+    Config(#[source] ConfigError),
+    /// The exporter's address cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The running demo: the simulator, its churn, and the settings for an exporter pointed at it.
 pub struct Demo {
+    /// The configuration an exporter polling the simulator runs on.
     pub settings: Settings,
+    /// The simulator's state, to change the scenario.
     pub sim: Sim,
+    /// The simulator's server; stops when the demo does.
     server: SimServer,
+    /// Stops the churn.
     cancel: CancellationToken,
 }
 
 impl Demo {
     /// Starts the simulated API on loopback and builds the exporter's settings for it.
-    pub async fn start(listen_address: &str) -> anyhow::Result<Demo> {
+    pub async fn start(listen_address: &str) -> Result<Demo, DemoError> {
         let sim = scenario();
-        let server = sim.start(([127, 0, 0, 1], 0).into()).await?;
+        let server = sim
+            .start(([127, 0, 0, 1], 0).into())
+            .await
+            .map_err(DemoError::Simulator)?;
         let env: Env = [
             ("DEMO_AK", DEMO_AK),
             ("DEMO_SK", DEMO_SK),
@@ -126,7 +153,8 @@ impl Demo {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let settings = config::load_str(&config_yaml(&server.url(), listen_address), &env)?;
+        let settings = config::load_str(&config_yaml(&server.url(), listen_address), &env)
+            .map_err(DemoError::Config)?;
         let cancel = CancellationToken::new();
         tokio::spawn(churn(sim.clone(), cancel.clone()));
         Ok(Demo {
@@ -141,8 +169,12 @@ impl Demo {
         self.server.url()
     }
 
-    pub async fn listener(&self) -> std::io::Result<TcpListener> {
-        TcpListener::bind(self.settings.listen_address).await
+    /// Binds the exporter's address.
+    pub async fn listener(&self) -> Result<TcpListener, DemoError> {
+        let addr = self.settings.listen_address;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| DemoError::Listen { addr, source })
     }
 
     pub async fn shutdown(self) {

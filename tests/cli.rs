@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
-use hss_exporter::hss::RegistryType;
+use hss_exporter::model::RegistryType;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hss-exporter");
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use hss_exporter::hss::RegistryType::*;
+use hss_exporter::model::RegistryType::*;
 use hss_exporter::sim::{Fault, FaultRule, Service};
 
 const THREE_ACCOUNTS: &str = r#"

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use hss_exporter::hss::RegistryType::Harbor;
+use hss_exporter::model::RegistryType::Harbor;
 use hss_exporter::sim::{Fault, FaultRule, Service, Sim, SimServer};
 
 const CONFIG: &str = r#"

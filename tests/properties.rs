@@ -8,10 +8,15 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hss_exporter::config::{self, ConfigError, Credentials, Env, Settings};
+use hss_exporter::config::{self, ConfigError, Env, Settings};
 use hss_exporter::hss::auth::RequestAuth;
-use hss_exporter::hss::client::{build_request, decode_statistics};
-use hss_exporter::hss::{self, signer, RegistryType, Statistics};
+use hss_exporter::hss::client::decode_statistics;
+use hss_exporter::hss::request::build_request;
+use hss_exporter::hss::signer;
+use hss_exporter::model;
+use hss_exporter::model::Credentials;
+use hss_exporter::model::{RegistryType, Statistics};
+use hss_exporter::scheduler;
 use hss_exporter::secret::Secret;
 use hss_exporter::sim::Sim;
 use proptest::prelude::*;
@@ -397,7 +402,7 @@ proptest! {
                 prop_assert_eq!(v["success_num"].as_u64(), Some(stats.success_num));
             }
             Err(e) => {
-                prop_assert_eq!(e.reason(), "decode");
+                prop_assert_eq!(e.reason().as_str(), "decode");
                 prop_assert!(!e.to_string().is_empty());
             }
         }
@@ -437,7 +442,7 @@ proptest! {
         match decode_statistics(body.as_bytes()) {
             Ok(s) => return Err(TestCaseError::fail(format!("{body} decoded as {s:?}"))),
             Err(e) => {
-                prop_assert_eq!(e.reason(), "decode");
+                prop_assert_eq!(e.reason().as_str(), "decode");
                 let field = if bad_is_fail { "fail_num" } else { "success_num" };
                 prop_assert!(e.to_string().contains(field), "{e} does not name {field} in {body}");
             }
@@ -449,7 +454,7 @@ proptest! {
         v in json_value().prop_filter("not an object", |v| !v.is_object()),
     ) {
         let e = decode_statistics(v.to_string().as_bytes()).unwrap_err();
-        prop_assert_eq!(e.reason(), "decode");
+        prop_assert_eq!(e.reason().as_str(), "decode");
         prop_assert!(e.to_string().contains("not a JSON object"), "{e}");
     }
 }
@@ -1121,7 +1126,7 @@ fn project_spec(j: usize) -> impl Strategy<Value = ProjectSpec> {
 
 fn account_spec(i: usize) -> impl Strategy<Value = AccountSpec> {
     let region = prop_oneof![
-        select(hss::KNOWN_REGIONS.to_vec()).prop_map(|r| (r.to_string(), None)),
+        select(model::KNOWN_REGIONS.to_vec()).prop_map(|r| (r.to_string(), None)),
         (
             "[a-z]{2}-[a-z]{3,8}-[0-9]{1,3}",
             one_of(&[
@@ -1346,7 +1351,7 @@ fn check_against(spec: &ConfigSpec, s: &Settings) -> Result<(), TestCaseError> {
         let endpoint = want
             .endpoint
             .clone()
-            .unwrap_or_else(|| hss::default_endpoint(&want.region));
+            .unwrap_or_else(|| model::default_endpoint(&want.region));
         prop_assert_eq!(a.endpoint.clone(), Url::parse(&endpoint).unwrap());
         prop_assert_eq!(
             a.rate_limit_per_minute,
@@ -1392,7 +1397,7 @@ fn check_against(spec: &ConfigSpec, s: &Settings) -> Result<(), TestCaseError> {
                 prop_assert_eq!((domain, user, password.expose()), (d, u, p.as_str()));
                 let e = e
                     .clone()
-                    .unwrap_or_else(|| hss::default_iam_endpoint(&want.region));
+                    .unwrap_or_else(|| model::default_iam_endpoint(&want.region));
                 prop_assert_eq!(iam_endpoint.clone(), Url::parse(&e).unwrap());
             }
             (got, _) => return Err(TestCaseError::fail(format!("wrong credentials {got:?}"))),
@@ -1498,7 +1503,7 @@ proptest! {
 
     #[test]
     fn the_minimum_interval_fits_exactly_the_calls(targets in 0usize..1_000_000, per_minute in 1u32..=100_000) {
-        let i = config::min_interval(targets, per_minute);
+        let i = scheduler::min_interval(targets, per_minute);
         let per_minute128 = u128::from(per_minute);
         let fits = i.as_nanos() * per_minute128;
         let needs = 60_000_000_000 * targets as u128;
@@ -1509,9 +1514,9 @@ proptest! {
         if (60 * targets as u64) % u64::from(per_minute) == 0 {
             prop_assert_eq!(i, Duration::from_secs(60 * targets as u64 / u64::from(per_minute)));
         }
-        prop_assert!(config::min_interval(targets + 1, per_minute) >= i);
-        prop_assert!(config::min_interval(targets, per_minute + 1) <= i);
-        prop_assert_eq!(config::min_interval(targets, 0), Duration::MAX);
+        prop_assert!(scheduler::min_interval(targets + 1, per_minute) >= i);
+        prop_assert!(scheduler::min_interval(targets, per_minute + 1) <= i);
+        prop_assert_eq!(scheduler::min_interval(targets, 0), Duration::MAX);
     }
 
     #[test]
@@ -1624,7 +1629,7 @@ fn check_sim_accepts(ids: impl Strategy<Value = String>, n: u32) {
                 success_num: counts.iter().map(|c| c.1).sum(),
             },
         };
-        let target = config::Target {
+        let target = model::Target {
             account: "a".into(),
             region: "cn-north-4".into(),
             project_id: project.clone(),

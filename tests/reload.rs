@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use hss_exporter::app::Options;
 use hss_exporter::config;
-use hss_exporter::hss::RegistryType::*;
+use hss_exporter::model::RegistryType::*;
 use hss_exporter::sim::SimServer;
 use hss_exporter::Exporter;
 
@@ -208,6 +208,7 @@ async fn a_bad_file_keeps_the_running_configuration() {
     ] {
         s.write(&broken);
         let err = exporter.reload().await.unwrap_err();
+        let err = err.to_string();
         assert!(err.contains(wanted), "{err}");
         let body = scrape(&exporter).await;
         assert_eq!(reload_ok(&body), Some(0.0));

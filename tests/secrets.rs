@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use hss_exporter::hss::RegistryType;
+use hss_exporter::model::RegistryType;
 use hss_exporter::sim::Service;
 
 const CONFIG: &str = r#"

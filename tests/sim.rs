@@ -6,10 +6,10 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use hss_exporter::config::Target;
 use hss_exporter::hss::auth::RequestAuth;
-use hss_exporter::hss::client::build_request;
-use hss_exporter::hss::RegistryType::{self, *};
+use hss_exporter::hss::request::build_request;
+use hss_exporter::model::RegistryType::{self, *};
+use hss_exporter::model::Target;
 use hss_exporter::secret::Secret;
 use url::Url;
 

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use hss_exporter::hss::RegistryType;
+use hss_exporter::model::RegistryType;
 
 const CONFIG: &str = r#"
 poll: { interval: 1m, timeout: 2s, stale_after: 5m }
@@ -179,7 +179,7 @@ async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
         .unwrap();
     exporter.store.record_success(
         &harbor,
-        hss_exporter::hss::Statistics {
+        hss_exporter::model::Statistics {
             fail_num: 9,
             success_num: 1,
         },

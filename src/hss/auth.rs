@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use url::Url;
 
-use super::client::{read_capped, ErrorBody};
+use super::client::read_capped;
+use super::error::{request_id, transport_error, ErrorBody};
 use super::ApiError;
-use crate::config::Credentials;
+use crate::model::Credentials;
 use crate::secret::Secret;
 
 /// Refresh an IAM token this long before it expires (tokens live 24 h).
@@ -162,9 +163,9 @@ impl IamTokens {
                 .body(body.to_string())
                 .send()
                 .await
-                .map_err(super::client::transport_error)?;
+                .map_err(transport_error)?;
             let status = response.status().as_u16();
-            let request_id = super::client::request_id(response.headers());
+            let request_id = request_id(response.headers());
             let token = response
                 .headers()
                 .get("X-Subject-Token")

@@ -1,5 +1,5 @@
-//! One HTTP call of `GET /v5/{project_id}/image/registries/statistics`: building, signing,
-//! sending, and decoding its answer strictly. Retries and pacing are the scheduler's.
+//! One HTTP call of `GET /v5/{project_id}/image/registries/statistics`: sending the built
+//! request, reading a bounded answer and decoding it strictly.
 
 use std::time::{Duration, SystemTime};
 
@@ -8,8 +8,10 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::auth::{Authenticator, RequestAuth};
-use super::{signer, ApiError, Statistics};
-use crate::config::{Account, Target};
+use super::error::{request_id, transport_error, ErrorBody};
+use super::request::build_request;
+use super::ApiError;
+use crate::model::{Credentials, Statistics, Target};
 
 /// Answers larger than this are refused; a real answer is some 40 bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -28,12 +30,11 @@ pub struct Exchange {
 
 /// The HTTP client every account shares: its connection pool is per host anyway, and
 /// building one loads the TLS roots, which 10,000 targets' worth of accounts need only once.
-pub fn http_client() -> Result<reqwest::Client, ApiError> {
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| ApiError::Connect(format!("cannot build the HTTP client: {e}")))
 }
 
 /// The API client of one account.
@@ -45,12 +46,18 @@ pub struct HssClient {
 }
 
 impl HssClient {
-    /// The client of one account, on a shared HTTP client (see [`http_client`]).
-    pub fn new(account: &Account, timeout: Duration, http: &reqwest::Client) -> Self {
+    /// The client of one account's `endpoint` and `credentials`, on a shared HTTP client
+    /// (see [`http_client`]); `timeout` bounds each call.
+    pub fn new(
+        endpoint: &Url,
+        credentials: &Credentials,
+        timeout: Duration,
+        http: &reqwest::Client,
+    ) -> Self {
         HssClient {
-            auth: Authenticator::new(&account.credentials, http.clone(), timeout),
+            auth: Authenticator::new(credentials, http.clone(), timeout),
             http: http.clone(),
-            endpoint: account.endpoint.clone(),
+            endpoint: endpoint.clone(),
             timeout,
         }
     }
@@ -118,76 +125,6 @@ impl HssClient {
     }
 }
 
-/// A request ready to send: the URL and every header, `Authorization` included.
-#[derive(Debug)]
-pub struct SignedRequest {
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-}
-
-/// Builds the request as the official SDK would, signing it when `auth` is an AK/SK.
-pub fn build_request(
-    endpoint: &Url,
-    target: &Target,
-    auth: &RequestAuth,
-    now: SystemTime,
-) -> SignedRequest {
-    let base_path = endpoint.path().trim_end_matches('/');
-    let path = format!(
-        "{base_path}/v5/{}/image/registries/statistics",
-        signer::encode(&target.project_id)
-    );
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
-    if let Some(eps) = &target.enterprise_project_id {
-        pairs.push(("enterprise_project_id", eps));
-    }
-    if let Some(t) = target.registry_type {
-        pairs.push(("registry_type", t.as_str()));
-    }
-    let query = signer::canonical_query(&pairs);
-    let host = match endpoint.port() {
-        Some(port) => format!("{}:{port}", endpoint.host_str().unwrap_or_default()),
-        None => endpoint.host_str().unwrap_or_default().to_string(),
-    };
-    let mut url = format!("{}://{host}{path}", endpoint.scheme());
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(&query);
-    }
-    let mut headers: Vec<(String, String)> = vec![
-        ("Content-Type".into(), "application/json".into()),
-        ("Host".into(), host),
-        ("User-Agent".into(), USER_AGENT.into()),
-        ("X-Project-Id".into(), target.project_id.clone()),
-    ];
-    match auth {
-        RequestAuth::Token(token) => {
-            headers.push(("X-Auth-Token".into(), token.expose().to_string()));
-        }
-        RequestAuth::Sign {
-            access_key,
-            secret_key,
-            security_token,
-        } => {
-            let date = signer::sdk_date(now);
-            headers.push(("X-Sdk-Date".into(), date.clone()));
-            if let Some(t) = security_token {
-                headers.push(("X-Security-Token".into(), t.expose().to_string()));
-            }
-            let refs: Vec<(&str, &str)> = headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let sig = signer::sign("GET", &path, &query, &refs, b"", &date, secret_key.expose());
-            headers.push((
-                "Authorization".into(),
-                sig.authorization(access_key.expose()),
-            ));
-        }
-    }
-    SignedRequest { url, headers }
-}
-
 /// Strict decoding: both counts present, integers, not negative. Anything else is an error,
 /// never a zero.
 pub fn decode_statistics(body: &[u8]) -> Result<Statistics, ApiError> {
@@ -232,32 +169,12 @@ fn too_large() -> ApiError {
     ApiError::Decode(format!("response body larger than {MAX_BODY_BYTES} bytes"))
 }
 
-pub(crate) fn transport_error(e: reqwest::Error) -> ApiError {
-    // The source chain says what actually broke (refused, reset, DNS); keep it short.
-    let e = e.without_url();
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg = format!("{msg}: {s}");
-        source = s.source();
-    }
-    ApiError::Connect(msg)
-}
-
-pub(crate) fn request_id(headers: &http::HeaderMap) -> String {
-    headers
-        .get("X-Request-Id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
-    let at = httpdate_to_system_time(value)?;
+    let at = httpdate::parse_http_date(value).ok()?;
     Some(
         at.duration_since(SystemTime::now())
             .unwrap_or_default()
@@ -265,107 +182,9 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// `Retry-After` as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn httpdate_to_system_time(value: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == parts[2])? + 1;
-    let rfc = format!("{}-{month:02}-{:0>2}T{}Z", parts[3], parts[1], parts[4]);
-    humantime::parse_rfc3339(&rfc).ok()
-}
-
-/// The error body of the API gateway, HSS and IAM, in their several shapes.
-pub(crate) struct ErrorBody {
-    code: String,
-    message: String,
-    request_id: String,
-}
-
-impl ErrorBody {
-    pub(crate) fn parse(bytes: &[u8], header_request_id: String) -> Self {
-        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-        let text = |v: &serde_json::Value| match v {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        };
-        let code = text(&v["error_code"])
-            .or_else(|| text(&v["error"]["code"]))
-            .unwrap_or_default();
-        let message = text(&v["error_msg"])
-            .or_else(|| text(&v["error"]["message"]))
-            .unwrap_or_else(|| {
-                // Not our JSON: keep a short, printable excerpt for the operator.
-                let s = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned();
-                s.chars().filter(|c| !c.is_control()).collect()
-            });
-        let request_id = text(&v["request_id"])
-            .filter(|s| !s.is_empty())
-            .unwrap_or(header_request_id);
-        ErrorBody {
-            code,
-            message,
-            request_id,
-        }
-    }
-
-    pub(crate) fn into_error(self, status: u16, service: &str) -> ApiError {
-        let ErrorBody {
-            code,
-            message,
-            request_id,
-        } = self;
-        let code = if code.is_empty() {
-            format!("{service} error")
-        } else {
-            code
-        };
-        if status == 429 || code == "APIGW.0308" {
-            ApiError::Throttled {
-                status,
-                code,
-                message,
-                request_id,
-                retry_after: None,
-            }
-        } else if status == 401 || code == "APIGW.0301" {
-            ApiError::Auth {
-                status,
-                code,
-                message,
-                request_id,
-            }
-        } else {
-            ApiError::Http {
-                status,
-                code,
-                message,
-                request_id,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hss::RegistryType;
-    use crate::secret::Secret;
-
-    fn target(eps: Option<&str>, t: Option<RegistryType>) -> Target {
-        Target {
-            account: "a".into(),
-            region: "cn-north-4".into(),
-            project_id: "0123456789abcdef0123456789abcdef".into(),
-            enterprise_project_id: eps.map(str::to_string),
-            registry_type: t,
-        }
-    }
 
     #[test]
     fn decodes_only_well_formed_counts() {
@@ -392,76 +211,9 @@ mod tests {
             ),
         ] {
             let err = decode_statistics(body).unwrap_err();
-            assert_eq!(err.reason(), "decode");
+            assert_eq!(err.reason().as_str(), "decode");
             assert!(err.to_string().contains(wanted), "{err} lacks {wanted}");
         }
-    }
-
-    #[test]
-    fn builds_the_sdk_request() {
-        let endpoint = Url::parse("https://hss.cn-north-4.myhuaweicloud.com").unwrap();
-        let auth = RequestAuth::Sign {
-            access_key: Secret::new("HSSTESTAK0000000000"),
-            secret_key: Secret::new("hss-test-secret-key-0000000000000000000000"),
-            security_token: None,
-        };
-        let now = humantime::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
-        let req = build_request(
-            &endpoint,
-            &target(Some("0"), Some(RegistryType::Harbor)),
-            &auth,
-            now,
-        );
-        assert_eq!(req.url, "https://hss.cn-north-4.myhuaweicloud.com/v5/0123456789abcdef0123456789abcdef/image/registries/statistics?enterprise_project_id=0&registry_type=Harbor");
-        let get = |n: &str| {
-            req.headers
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-        };
-        assert_eq!(get("X-Sdk-Date").as_deref(), Some("20261127T120000Z"));
-        assert_eq!(
-            get("Host").as_deref(),
-            Some("hss.cn-north-4.myhuaweicloud.com")
-        );
-        let authz = get("Authorization").unwrap();
-        assert!(authz.starts_with("SDK-HMAC-SHA256 Access=HSSTESTAK0000000000, SignedHeaders=content-type;host;user-agent;x-project-id;x-sdk-date, Signature="), "{authz}");
-
-        let local = Url::parse("http://127.0.0.1:8080/prefix/").unwrap();
-        let token = RequestAuth::Token(Secret::new("tok"));
-        let req = build_request(&local, &target(None, None), &token, now);
-        assert_eq!(req.url, "http://127.0.0.1:8080/prefix/v5/0123456789abcdef0123456789abcdef/image/registries/statistics");
-        assert!(req
-            .headers
-            .iter()
-            .any(|(k, v)| k == "X-Auth-Token" && v == "tok"));
-        assert!(!req.headers.iter().any(|(k, _)| k == "Authorization"));
-    }
-
-    #[test]
-    fn classifies_error_answers() {
-        let body = br#"{"error_code":"APIGW.0308","error_msg":"policy user over ratelimit,limit:5,time:1 minute","request_id":"r1"}"#;
-        let e = ErrorBody::parse(body, String::new()).into_error(429, "HSS");
-        assert_eq!(e.reason(), "throttled");
-        assert!(e.to_string().contains("request_id r1"));
-        let e = ErrorBody::parse(br#"{"error_code":"APIGW.0301","error_msg":"Incorrect IAM authentication information"}"#, "hdr".into()).into_error(401, "HSS");
-        assert_eq!(e.reason(), "auth");
-        assert!(e.to_string().contains("request_id hdr"));
-        let e = ErrorBody::parse(b"<html>bad gateway</html>", String::new()).into_error(502, "HSS");
-        assert_eq!(e.reason(), "http_5xx");
-        assert!(e.to_string().contains("bad gateway"));
-        let e = ErrorBody::parse(
-            br#"{"error":{"code":"401","message":"The username or password is wrong."}}"#,
-            String::new(),
-        )
-        .into_error(401, "IAM");
-        assert!(e.to_string().contains("password is wrong"));
-        assert_eq!(
-            ErrorBody::parse(b"{}", String::new())
-                .into_error(400, "HSS")
-                .reason(),
-            "http_4xx"
-        );
     }
 
     #[test]

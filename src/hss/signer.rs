@@ -1,6 +1,7 @@
 //! SDK-HMAC-SHA256 request signing, byte for byte as Huawei Cloud's official SDK signer does it.
 
 use hmac::{Hmac, Mac};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
@@ -8,42 +9,22 @@ pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 pub const EMPTY_PAYLOAD_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// Percent-encodes everything except `A-Z a-z 0-9 - _ . ~`, upper-case hex (the SDK's `urlencode`).
+/// What the SDK's `urlencode` leaves as it is: `A-Z a-z 0-9 - _ . ~`; everything else is
+/// percent-encoded with upper-case hex.
+const SDK_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes as the SDK's `urlencode` does (see [`SDK_ENCODE`]).
 pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 0xf)]));
-        }
-    }
-    out
+    utf8_percent_encode(s, SDK_ENCODE).to_string()
 }
 
 /// Decodes `%XX` escapes; a malformed escape is kept literally, as Python's `unquote` does.
 pub fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        // Both must be hex digits: from_str_radix alone would accept "+1".
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && bytes[i + 1].is_ascii_hexdigit()
-            && bytes[i + 2].is_ascii_hexdigit()
-        {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("two ASCII hex digits");
-            out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// The canonical URI: each decoded path segment re-encoded, always ending in `/`.

@@ -1,60 +1,26 @@
-//! `--web.config.file`: TLS and basic auth for the web endpoints, in the format of the
-//! Prometheus exporter-toolkit, so operators reuse what they have for node_exporter.
+//! What `--web.config.file` makes the server enforce: TLS (maybe with client certificates),
+//! basic auth against bcrypt hashes, and extra response headers.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use sha2::{Digest, Sha256};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
+use super::config::{resolve, TlsSection, WebConfigError, WebConfigFile};
 use crate::secret::Secret;
 
 /// Verified (user, password) pairs kept, so a scrape storm costs one bcrypt per pair.
 const AUTH_CACHE_SIZE: usize = 1024;
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct WebConfigError(String);
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebConfigFile {
-    #[serde(default)]
-    tls_server_config: Option<TlsSection>,
-    #[serde(default)]
-    http_server_config: Option<HttpSection>,
-    #[serde(default)]
-    basic_auth_users: HashMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TlsSection {
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    #[serde(default)]
-    client_auth_type: Option<String>,
-    #[serde(default)]
-    client_ca_file: Option<PathBuf>,
-    #[serde(default)]
-    min_version: Option<String>,
-    #[serde(default)]
-    max_version: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HttpSection {
-    #[serde(default)]
-    headers: HashMap<String, String>,
-}
-
 /// What the server enforces: TLS (maybe with client certificates) and basic auth.
 pub struct Security {
+    /// Wraps every connection when `tls_server_config` is set.
     pub tls: Option<TlsAcceptor>,
+    /// Checked on every request when `basic_auth_users` is set.
     auth: Option<BasicAuth>,
     /// Extra response headers (`http_server_config.headers`).
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -73,9 +39,7 @@ impl Security {
     /// Reads and checks a web config file; every problem names its key.
     pub fn load(path: &Path) -> Result<Security, WebConfigError> {
         let err = |m: String| WebConfigError(format!("{}: {m}", path.display()));
-        let text =
-            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read the file: {e}")))?;
-        let file: WebConfigFile = crate::config::deserialize(&text, None).map_err(err)?;
+        let file = WebConfigFile::read(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let tls = file
             .tls_server_config
@@ -111,15 +75,6 @@ impl Security {
             None => true,
             Some(auth) => auth.check(header).await,
         }
-    }
-}
-
-/// Resolves a path in the web config relative to the file, as the exporter-toolkit does.
-fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
     }
 }
 
@@ -319,38 +274,10 @@ fn parse_basic(value: &http::HeaderValue) -> Option<(String, Secret)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64_decode(encoded.trim())?;
+    let decoded = BASE64_STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), Secret::new(password)))
-}
-
-/// Standard base64 with padding; `None` on anything else.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        let mut pad = 0;
-        for (i, &c) in chunk.iter().enumerate() {
-            let v = if c == b'=' && i >= 2 {
-                pad += 1;
-                0
-            } else if pad > 0 {
-                return None;
-            } else {
-                ALPHABET.iter().position(|&a| a == c)? as u32
-            };
-            n = n << 6 | v;
-        }
-        let b = n.to_be_bytes();
-        out.extend_from_slice(&b[1..4 - pad]);
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -364,8 +291,7 @@ mod tests {
         assert_eq!((user.as_str(), password.expose()), ("user", "pa:ss"));
         assert!(parse_basic(&http::HeaderValue::from_static("Bearer x")).is_none());
         assert!(parse_basic(&http::HeaderValue::from_static("Basic !!!")).is_none());
-        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
-        assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
-        assert!(base64_decode("Y=Q=").is_none());
+        assert!(parse_basic(&http::HeaderValue::from_static("Basic dXNlcjpwYXNz=")).is_none());
+        assert!(parse_basic(&http::HeaderValue::from_static("Basic dXNlcg==")).is_none());
     }
 }

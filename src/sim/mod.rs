@@ -3,26 +3,32 @@
 //! project and registry type, can enforce a per-caller rate limit (429 `APIGW.0308`), and
 //! injects faults. Every request is logged for tests to inspect.
 
+mod body;
+mod faults;
+mod gateway;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::hss::{signer, RegistryType, Statistics};
+pub use body::SimBody;
+pub use faults::{Fault, FaultRule};
 
-/// The gateway refuses an `X-Sdk-Date` further than this from its clock.
-const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
+use crate::hss::signer;
+use crate::model::{RegistryType, Statistics};
+use body::{error, json};
+use gateway::authenticate;
+
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const MAX_REQUEST_BODY: usize = 64 * 1024;
 
@@ -43,85 +49,6 @@ pub struct LogEntry {
     pub project_id: String,
     pub query: String,
     pub status: u16,
-}
-
-/// What a fault rule does to a request it matches.
-#[derive(Debug, Clone)]
-pub enum Fault {
-    /// Answer with this status and an error body.
-    Status(u16),
-    /// Answer 429 `APIGW.0308`, with `Retry-After` when given (seconds).
-    Throttle { retry_after: Option<u64> },
-    /// Wait this long, then answer normally.
-    Delay(Duration),
-    /// Send the headers and part of the body, then break the connection.
-    Reset,
-    /// Answer 200 with this body.
-    Body(String),
-}
-
-/// A fault applied to matching requests: to the first `burst` of every `period` matches
-/// (1 of 1: every match), at most `times` times.
-#[derive(Debug, Clone)]
-pub struct FaultRule {
-    pub fault: Fault,
-    pub project_id: Option<String>,
-    /// Matches the raw `registry_type` parameter; `"all"` matches requests without one.
-    pub registry_type: Option<String>,
-    pub period: u32,
-    pub burst: u32,
-    pub times: Option<u32>,
-    matched: u32,
-    fired: u32,
-}
-
-impl FaultRule {
-    pub fn always(fault: Fault) -> Self {
-        FaultRule {
-            fault,
-            project_id: None,
-            registry_type: None,
-            period: 1,
-            burst: 1,
-            times: None,
-            matched: 0,
-            fired: 0,
-        }
-    }
-    pub fn project(mut self, project_id: &str) -> Self {
-        self.project_id = Some(project_id.to_string());
-        self
-    }
-    pub fn registry_type(mut self, t: &str) -> Self {
-        self.registry_type = Some(t.to_string());
-        self
-    }
-    /// Fires on the first `burst` of every `period` matching requests.
-    pub fn pattern(mut self, burst: u32, period: u32) -> Self {
-        self.burst = burst;
-        self.period = period.max(1);
-        self
-    }
-    pub fn times(mut self, n: u32) -> Self {
-        self.times = Some(n);
-        self
-    }
-
-    fn applies(&mut self, project_id: &str, registry_type: Option<&str>) -> bool {
-        let project_ok = self.project_id.as_deref().is_none_or(|p| p == project_id);
-        let type_ok = self
-            .registry_type
-            .as_deref()
-            .is_none_or(|t| t == registry_type.unwrap_or("all"));
-        if !project_ok || !type_ok || self.times.is_some_and(|n| self.fired >= n) {
-            return false;
-        }
-        let position = self.matched % self.period;
-        self.matched += 1;
-        let fire = position < self.burst;
-        self.fired += u32::from(fire);
-        fire
-    }
 }
 
 struct User {
@@ -260,7 +187,7 @@ impl Sim {
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let sim = self.clone();
-        let task = tokio::spawn(crate::web::serve_with(
+        let task = tokio::spawn(crate::server::serve(
             listener,
             cancel.clone(),
             None,
@@ -518,128 +445,6 @@ impl State {
     }
 }
 
-/// Who is calling, or why not: checks a token, or an AK/SK signature as the gateway does.
-fn authenticate(
-    s: &State,
-    parts: &http::request::Parts,
-    body: &[u8],
-    project: &str,
-    query: &[(String, String)],
-) -> Result<String, (String, String)> {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(token) = header("X-Auth-Token") {
-        if let Some(owner) = s.static_tokens.get(token) {
-            return Ok(owner.clone());
-        }
-        return match s.issued.get(token) {
-            None => Err((String::new(), "token is not valid".into())),
-            Some(t) if Instant::now() >= t.expires => {
-                Err((t.caller.clone(), "token has expired".into()))
-            }
-            Some(t) if t.project_id != project => Err((
-                t.caller.clone(),
-                "token is scoped to another project".into(),
-            )),
-            Some(t) => Ok(t.caller.clone()),
-        };
-    }
-    let Some(authorization) = header("Authorization") else {
-        return Err((
-            String::new(),
-            "no X-Auth-Token and no Authorization header".into(),
-        ));
-    };
-    let fields = authorization
-        .strip_prefix(signer::ALGORITHM)
-        .map(|rest| {
-            rest.split(',')
-                .filter_map(|f| f.trim().split_once('='))
-                .collect::<HashMap<_, _>>()
-        })
-        .unwrap_or_default();
-    let (Some(ak), Some(signed), Some(given)) = (
-        fields.get("Access"),
-        fields.get("SignedHeaders"),
-        fields.get("Signature"),
-    ) else {
-        return Err((String::new(), "malformed Authorization header".into()));
-    };
-    let caller = ak.to_string();
-    let Some(sk) = s.access_keys.get(*ak) else {
-        return Err((caller, "unknown access key".into()));
-    };
-    let Some(date) = header("X-Sdk-Date") else {
-        return Err((caller, "X-Sdk-Date is missing".into()));
-    };
-    let skew_ok = signer::parse_sdk_date(date).is_some_and(|t| {
-        let now = SystemTime::now();
-        let diff = now
-            .duration_since(t)
-            .or_else(|_| t.duration_since(now))
-            .unwrap_or_default();
-        diff <= MAX_CLOCK_SKEW
-    });
-    if !skew_ok {
-        return Err((
-            caller,
-            "X-Sdk-Date is malformed or more than 15 minutes off".into(),
-        ));
-    }
-    let names: Vec<&str> = signed.split(';').collect();
-    if !names.contains(&"host") || !names.contains(&"x-sdk-date") {
-        return Err((caller, "host and x-sdk-date must be signed".into()));
-    }
-    let mut headers = Vec::new();
-    for name in &names {
-        match header(name) {
-            Some(v) => headers.push((*name, v)),
-            None => return Err((caller, format!("signed header {name} is missing"))),
-        }
-    }
-    if header("X-Project-Id").is_some_and(|p| p != project) {
-        return Err((
-            caller,
-            "X-Project-Id does not match the project in the path".into(),
-        ));
-    }
-    let canonical_query = signer::canonical_query(query);
-    let expected = signer::sign(
-        parts.method.as_str(),
-        parts.uri.path(),
-        &canonical_query,
-        &headers,
-        body,
-        date,
-        sk,
-    );
-    if bool::from(expected.signature.as_bytes().ct_eq(given.as_bytes())) {
-        Ok(caller)
-    } else {
-        Err((caller, "signature does not match".into()))
-    }
-}
-
-fn json(status: u16, value: serde_json::Value) -> Response<SimBody> {
-    let mut r = Response::new(SimBody::full(Bytes::from(value.to_string())));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response<SimBody> {
-    let mut r = json(
-        status,
-        serde_json::json!({"error_code": code, "error_msg": message, "request_id": request_id}),
-    );
-    if let Ok(v) = request_id.parse() {
-        r.headers_mut().insert("X-Request-Id", v);
-    }
-    r
-}
-
 /// A running simulator; dropping it stops it.
 pub struct SimServer {
     pub addr: SocketAddr,
@@ -661,59 +466,5 @@ impl SimServer {
 impl Drop for SimServer {
     fn drop(&mut self) {
         self.cancel.cancel();
-    }
-}
-
-/// A response body that is either whole, or breaks off after its first chunk.
-pub struct SimBody {
-    chunk: Option<Bytes>,
-    then_break: bool,
-}
-
-impl SimBody {
-    fn full(bytes: Bytes) -> Self {
-        SimBody {
-            chunk: Some(bytes),
-            then_break: false,
-        }
-    }
-    fn broken(first: Bytes) -> Self {
-        SimBody {
-            chunk: Some(first),
-            then_break: true,
-        }
-    }
-}
-
-impl hyper::body::Body for SimBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Some(chunk) = self.chunk.take() {
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
-        }
-        if std::mem::take(&mut self.then_break) {
-            return Poll::Ready(Some(Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "simulated connection reset",
-            ))));
-        }
-        Poll::Ready(None)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.chunk.is_none() && !self.then_break
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.chunk, self.then_break) {
-            (Some(c), false) => SizeHint::with_exact(c.len() as u64),
-            (None, false) => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
-        }
     }
 }

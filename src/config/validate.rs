@@ -1,0 +1,237 @@
+//! The one validation pass: meaning, not shape. It turns a [`FileConfig`] into [`Settings`],
+//! resolving secrets on the way, and reports every problem at once, one line each, naming
+//! the key path and the bad value.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use url::Url;
+
+use super::file::{AccountSection, FileConfig};
+use super::{auth, Account, ConfigError, Env, PollSettings, Settings};
+use super::{DEFAULT_LISTEN_ADDRESS, DEFAULT_RATE_LIMIT_PER_MINUTE, MAX_ID_LEN};
+use crate::model::{default_endpoint, RegistryType, Target, KNOWN_REGIONS};
+
+/// Checks meaning (not shape) and resolves secrets; reports every problem, one line each.
+pub fn validate(file: FileConfig, env: &Env) -> Result<Settings, ConfigError> {
+    let mut errors = Vec::new();
+
+    let listen_address = parse_listen_address(&file.web.listen_address).unwrap_or_else(|| {
+        errors.push(format!(
+            "web.listen_address: invalid address {:?} (expected host:port, e.g. {DEFAULT_LISTEN_ADDRESS})",
+            file.web.listen_address
+        ));
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    });
+
+    let poll = &file.poll;
+    for (key, value) in [
+        ("interval", poll.interval),
+        ("timeout", poll.timeout),
+        ("stale_after", poll.stale_after),
+    ] {
+        if value.is_zero() {
+            errors.push(format!("poll.{key}: must be greater than zero"));
+        }
+    }
+    if !poll.interval.is_zero() && poll.stale_after < poll.interval {
+        errors.push(format!(
+            "poll.stale_after: {} is shorter than poll.interval ({}); every value would vanish between polls",
+            humantime::format_duration(poll.stale_after),
+            humantime::format_duration(poll.interval)
+        ));
+    }
+    if poll.rate_limit_per_minute == Some(0) {
+        errors.push("poll.rate_limit_per_minute: must be greater than zero".into());
+    }
+    if file.accounts.is_empty() {
+        errors.push("accounts: at least one account is required".into());
+    }
+
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut accounts = Vec::new();
+    for (i, raw) in file.accounts.iter().enumerate() {
+        let at = format!("accounts[{i}]");
+        if raw.name.trim().is_empty() {
+            errors.push(format!("{at}.name: must not be empty"));
+        } else if let Some(first) = names.insert(&raw.name, i) {
+            errors.push(format!(
+                "{at}.name: duplicate account name {:?} (also accounts[{first}])",
+                raw.name
+            ));
+        }
+        if let Some(account) = validate_account(&at, raw, env, &mut errors) {
+            accounts.push(account);
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
+    Ok(Settings {
+        listen_address,
+        poll: PollSettings {
+            interval: poll.interval,
+            timeout: poll.timeout,
+            stale_after: poll.stale_after,
+            global_rate_limit_per_minute: poll.rate_limit_per_minute,
+        },
+        accounts,
+    })
+}
+
+/// Accepts `host:port`, `[v6]:port` and Prometheus-style `:port` (all interfaces).
+pub fn parse_listen_address(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    if let Ok(addr) = full.parse() {
+        return Some(addr);
+    }
+    let (host, port) = full.rsplit_once(':')?;
+    if host == "localhost" {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port.parse().ok()?)));
+    }
+    None
+}
+
+fn validate_account(
+    at: &str,
+    raw: &AccountSection,
+    env: &Env,
+    errors: &mut Vec<String>,
+) -> Option<Account> {
+    let before = errors.len();
+    let region = raw.region.trim().to_string();
+    if region.is_empty() {
+        errors.push(format!("{at}.region: must not be empty"));
+    } else if raw.endpoint.is_none() && !KNOWN_REGIONS.contains(&region.as_str()) {
+        errors.push(format!(
+            "{at}.region: unknown region {region:?} (set {at}.endpoint to use a region the exporter does not know)"
+        ));
+    }
+    let endpoint = match &raw.endpoint {
+        Some(e) => parse_endpoint(&format!("{at}.endpoint"), e, errors),
+        None => Url::parse(&default_endpoint(&region)).ok(),
+    };
+    let rate_limit_per_minute = raw
+        .rate_limit_per_minute
+        .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE);
+    if rate_limit_per_minute == 0 {
+        errors.push(format!(
+            "{at}.rate_limit_per_minute: must be greater than zero"
+        ));
+    }
+    let credentials = auth::validate_auth(&format!("{at}.auth"), &raw.auth, &region, env, errors);
+
+    if raw.projects.is_empty() {
+        errors.push(format!("{at}.projects: at least one project is required"));
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    let mut seen: HashMap<Target, String> = HashMap::new();
+    for (j, project) in raw.projects.iter().enumerate() {
+        let pat = format!("{at}.projects[{j}]");
+        let before = errors.len();
+        check_id(&format!("{pat}.project_id"), &project.project_id, errors);
+        // It travels in the URL path and the X-Project-Id header: keep it to what both carry
+        // unchanged (real IDs are 32 hex digits).
+        let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if errors.len() == before && !project.project_id.chars().all(plain) {
+            errors.push(format!(
+                "{pat}.project_id: {:?} may hold only letters, digits, '-' and '_'",
+                project.project_id
+            ));
+        }
+        if let Some(eps) = &project.enterprise_project_id {
+            check_id(&format!("{pat}.enterprise_project_id"), eps, errors);
+        }
+        let types: Vec<Option<RegistryType>> = match &project.registry_types {
+            None => vec![None],
+            Some(list) if list.is_empty() => {
+                errors.push(format!(
+                    "{pat}.registry_types: empty list (omit the key to poll all types summed)"
+                ));
+                vec![]
+            }
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(k, name)| match name.parse::<RegistryType>() {
+                    Ok(t) => Some(Some(t)),
+                    Err(()) => {
+                        errors.push(format!(
+                            "{pat}.registry_types[{k}]: unknown value {name:?} (expected one of {})",
+                            RegistryType::expected()
+                        ));
+                        None
+                    }
+                })
+                .collect(),
+        };
+        for registry_type in types {
+            let target = Target {
+                account: raw.name.clone(),
+                region: region.clone(),
+                project_id: project.project_id.clone(),
+                enterprise_project_id: project.enterprise_project_id.clone(),
+                registry_type,
+            };
+            if let Some(first) = seen.get(&target) {
+                errors.push(format!(
+                    "{pat}: duplicate target {:?} (already at {first})",
+                    target.to_string()
+                ));
+                continue;
+            }
+            seen.insert(target.clone(), pat.clone());
+            targets.push(target);
+        }
+    }
+
+    if errors.len() != before {
+        return None;
+    }
+    Some(Account {
+        name: raw.name.clone(),
+        region,
+        endpoint: endpoint?,
+        rate_limit_per_minute,
+        credentials: credentials?,
+        targets,
+    })
+}
+
+pub(super) fn check_id(key: &str, value: &str, errors: &mut Vec<String>) {
+    if value.trim().is_empty() {
+        errors.push(format!("{key}: must not be empty"));
+    } else if value.chars().count() > MAX_ID_LEN {
+        errors.push(format!("{key}: longer than {MAX_ID_LEN} characters"));
+    } else if value.chars().any(char::is_control) {
+        errors.push(format!("{key}: {value:?} holds control characters"));
+    }
+}
+
+pub(super) fn parse_endpoint(key: &str, value: &str, errors: &mut Vec<String>) -> Option<Url> {
+    match Url::parse(value) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.query().is_none() =>
+        {
+            Some(url)
+        }
+        Ok(_) => {
+            errors.push(format!(
+                "{key}: {value:?} is not an http(s) base URL without a query"
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(format!("{key}: invalid URL {value:?}: {e}"));
+            None
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The request as the official SDK builds it: URL, headers, and for AK/SK the signature.
+
+use std::time::SystemTime;
+
+use url::Url;
+
+use super::auth::RequestAuth;
+use super::client::USER_AGENT;
+use super::signer;
+use crate::model::Target;
+
+/// A request ready to send: the URL and every header, `Authorization` included.
+#[derive(Debug)]
+pub struct SignedRequest {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Builds the request as the official SDK would, signing it when `auth` is an AK/SK.
+pub fn build_request(
+    endpoint: &Url,
+    target: &Target,
+    auth: &RequestAuth,
+    now: SystemTime,
+) -> SignedRequest {
+    let base_path = endpoint.path().trim_end_matches('/');
+    let path = format!(
+        "{base_path}/v5/{}/image/registries/statistics",
+        signer::encode(&target.project_id)
+    );
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    if let Some(eps) = &target.enterprise_project_id {
+        pairs.push(("enterprise_project_id", eps));
+    }
+    if let Some(t) = target.registry_type {
+        pairs.push(("registry_type", t.as_str()));
+    }
+    let query = signer::canonical_query(&pairs);
+    let host = match endpoint.port() {
+        Some(port) => format!("{}:{port}", endpoint.host_str().unwrap_or_default()),
+        None => endpoint.host_str().unwrap_or_default().to_string(),
+    };
+    let mut url = format!("{}://{host}{path}", endpoint.scheme());
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
+    }
+    let mut headers: Vec<(String, String)> = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("Host".into(), host),
+        ("User-Agent".into(), USER_AGENT.into()),
+        ("X-Project-Id".into(), target.project_id.clone()),
+    ];
+    match auth {
+        RequestAuth::Token(token) => {
+            headers.push(("X-Auth-Token".into(), token.expose().to_string()));
+        }
+        RequestAuth::Sign {
+            access_key,
+            secret_key,
+            security_token,
+        } => {
+            let date = signer::sdk_date(now);
+            headers.push(("X-Sdk-Date".into(), date.clone()));
+            if let Some(t) = security_token {
+                headers.push(("X-Security-Token".into(), t.expose().to_string()));
+            }
+            let refs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let sig = signer::sign("GET", &path, &query, &refs, b"", &date, secret_key.expose());
+            headers.push((
+                "Authorization".into(),
+                sig.authorization(access_key.expose()),
+            ));
+        }
+    }
+    SignedRequest { url, headers }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RegistryType;
+    use crate::secret::Secret;
+
+    fn target(eps: Option<&str>, t: Option<RegistryType>) -> Target {
+        Target {
+            account: "a".into(),
+            region: "cn-north-4".into(),
+            project_id: "0123456789abcdef0123456789abcdef".into(),
+            enterprise_project_id: eps.map(str::to_string),
+            registry_type: t,
+        }
+    }
+
+    #[test]
+    fn builds_the_sdk_request() {
+        let endpoint = Url::parse("https://hss.cn-north-4.myhuaweicloud.com").unwrap();
+        let auth = RequestAuth::Sign {
+            access_key: Secret::new("HSSTESTAK0000000000"),
+            secret_key: Secret::new("hss-test-secret-key-0000000000000000000000"),
+            security_token: None,
+        };
+        let now = humantime::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
+        let req = build_request(
+            &endpoint,
+            &target(Some("0"), Some(RegistryType::Harbor)),
+            &auth,
+            now,
+        );
+        assert_eq!(req.url, "https://hss.cn-north-4.myhuaweicloud.com/v5/0123456789abcdef0123456789abcdef/image/registries/statistics?enterprise_project_id=0&registry_type=Harbor");
+        let get = |n: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("X-Sdk-Date").as_deref(), Some("20261127T120000Z"));
+        assert_eq!(
+            get("Host").as_deref(),
+            Some("hss.cn-north-4.myhuaweicloud.com")
+        );
+        let authz = get("Authorization").unwrap();
+        assert!(authz.starts_with("SDK-HMAC-SHA256 Access=HSSTESTAK0000000000, SignedHeaders=content-type;host;user-agent;x-project-id;x-sdk-date, Signature="), "{authz}");
+
+        let local = Url::parse("http://127.0.0.1:8080/prefix/").unwrap();
+        let token = RequestAuth::Token(Secret::new("tok"));
+        let req = build_request(&local, &target(None, None), &token, now);
+        assert_eq!(req.url, "http://127.0.0.1:8080/prefix/v5/0123456789abcdef0123456789abcdef/image/registries/statistics");
+        assert!(req
+            .headers
+            .iter()
+            .any(|(k, v)| k == "X-Auth-Token" && v == "tok"));
+        assert!(!req.headers.iter().any(|(k, _)| k == "Authorization"));
+    }
+}

@@ -1,0 +1,55 @@
+//! The regions of the official HSS SDK and the public endpoints they imply.
+
+/// Regions the official HSS SDK knows; other regions need an explicit endpoint.
+pub const KNOWN_REGIONS: [&str; 32] = [
+    "cn-north-9",
+    "cn-north-1",
+    "cn-north-4",
+    "cn-southwest-2",
+    "cn-east-2",
+    "cn-east-3",
+    "cn-east-4",
+    "cn-south-1",
+    "cn-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "na-mexico-1",
+    "af-south-1",
+    "sa-brazil-1",
+    "la-south-2",
+    "cn-south-4",
+    "la-north-2",
+    "tr-west-1",
+    "cn-north-2",
+    "ae-ad-1",
+    "me-east-1",
+    "cn-east-5",
+    "my-kualalumpur-1",
+    "eu-west-101",
+    "ru-moscow-1",
+    "cn-north-12",
+    "cn-southwest-3",
+    "cn-north-11",
+    "af-north-1",
+];
+
+fn domain_for(region: &str) -> &'static str {
+    if region == "eu-west-101" {
+        "myhuaweicloud.eu"
+    } else {
+        "myhuaweicloud.com"
+    }
+}
+
+/// The default HSS endpoint of a region.
+pub fn default_endpoint(region: &str) -> String {
+    format!("https://hss.{region}.{}", domain_for(region))
+}
+
+/// The default IAM endpoint of a region.
+pub fn default_iam_endpoint(region: &str) -> String {
+    format!("https://iam.{region}.{}", domain_for(region))
+}
