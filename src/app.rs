@@ -132,7 +132,7 @@ async fn reload_loop(
 ) {
     loop {
         let reply = tokio::select! {
-            _ = cancel.cancelled() => return,
+            () = cancel.cancelled() => return,
             request = requests.recv() => match request {
                 Some(reply) => reply,
                 None => return,

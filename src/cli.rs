@@ -18,7 +18,7 @@ pub struct Cli {
     /// Configuration file (YAML).
     #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
-    /// Address to serve /metrics on; overrides web.listen_address.
+    /// Address to serve /metrics on; overrides `web.listen_address`.
     #[arg(long = "web.listen-address", global = true, value_name = "ADDR")]
     pub listen_address: Option<String>,
     /// Log level: error, warn, info, debug, trace (or a tracing filter directive).

@@ -11,7 +11,9 @@ use crate::config::{self, ConfigError, Env, Settings};
 use crate::model::RegistryType;
 use crate::sim::{Fault, FaultRule, Sim, SimServer};
 
+/// The demo's `prod` project.
 pub const PROD_PROJECT: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+/// The demo's `staging` project.
 pub const STAGING_PROJECT: &str = "f9e8d7c6b5a40312a1b2c3d4e5f60718";
 const DEMO_AK: &str = "DEMOACCESSKEY0000001";
 const DEMO_SK: &str = "demo-secret-key-that-only-the-simulator-knows";
@@ -86,7 +88,7 @@ async fn churn(sim: Sim, cancel: CancellationToken) {
     ];
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            () = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
         let mut rng = rand::thread_rng();
@@ -165,6 +167,7 @@ impl Demo {
         })
     }
 
+    /// The simulated API's base URL.
     pub fn api_url(&self) -> String {
         self.server.url()
     }
@@ -177,6 +180,7 @@ impl Demo {
             .map_err(|source| DemoError::Listen { addr, source })
     }
 
+    /// Stops the churn and the simulator.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         self.server.shutdown().await;

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     // would buy nothing but a malloc arena each. TOKIO_WORKER_THREADS still overrides it.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         runtime.worker_threads(cores.min(2));
     }
     let outcome = runtime

@@ -46,7 +46,9 @@ struct Slot {
 
 impl Slot {
     fn take(slots: &Arc<Mutex<Slots>>, ip: IpAddr) -> Option<Slot> {
-        let mut s = slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mine = s.per_ip.get(&ip).copied().unwrap_or(0);
         if s.total >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_IP {
             return None;
@@ -62,7 +64,10 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         s.total -= 1;
         if let Some(n) = s.per_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -96,7 +101,7 @@ pub async fn serve<H, F, B>(
     let slots = Arc::new(Mutex::new(Slots::default()));
     loop {
         let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => break,
+            () = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -151,8 +156,8 @@ pub async fn serve<H, F, B>(
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
             tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         }
     }

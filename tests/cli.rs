@@ -18,7 +18,7 @@ fn config_file(dir: &tempfile::TempDir, yaml: &str) -> String {
 }
 
 async fn run(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let args: Vec<String> = args.iter().map(std::string::ToString::to_string).collect();
     tokio::task::spawn_blocking(move || {
         Command::new(BIN)
             .args(&args)

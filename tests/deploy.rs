@@ -1,7 +1,7 @@
 //! Checks of the deployment files under `deploy/`:
 //!
 //! * the Kubernetes manifests parse and agree with the exporter (port, probe paths, flags,
-//!   ServiceMonitor), the systemd unit and the Dockerfile only use real flags, and the
+//!   `ServiceMonitor`), the systemd unit and the Dockerfile only use real flags, and the
 //!   example configurations pass `hss-exporter check-config`;
 //! * `deploy/kubernetes/prometheusrule.yaml` carries exactly the groups of
 //!   `deploy/prometheus/rules.yml` (set `HSS_EXPORTER_UPDATE_PROMETHEUSRULE=1` to rewrite it);
@@ -130,14 +130,13 @@ fn exporter_args(args: &[String], what: &str) -> BTreeMap<String, String> {
             arg.starts_with("--"),
             "{what}: unexpected argument {arg:?} (subcommand or stray value)"
         );
-        let (flag, value) = match arg.split_once('=') {
-            Some((f, v)) => (f.to_string(), v.to_string()),
-            None => {
-                let v = it
-                    .next()
-                    .unwrap_or_else(|| panic!("{what}: {arg} lacks its value"));
-                (arg.clone(), v.clone())
-            }
+        let (flag, value) = if let Some((f, v)) = arg.split_once('=') {
+            (f.to_string(), v.to_string())
+        } else {
+            let v = it
+                .next()
+                .unwrap_or_else(|| panic!("{what}: {arg} lacks its value"));
+            (arg.clone(), v.clone())
         };
         assert!(
             EXPORTER_FLAGS.contains(&flag.as_str()),
@@ -157,7 +156,7 @@ fn exporter_args(args: &[String], what: &str) -> BTreeMap<String, String> {
                 "{what}: bad --log.format {value}"
             ),
             "--web.listen-address" => {
-                assert_eq!(port_of(&value), EXPORTER_PORT, "{what}: listen port")
+                assert_eq!(port_of(&value), EXPORTER_PORT, "{what}: listen port");
             }
             _ => {}
         }
@@ -435,7 +434,7 @@ fn collect_file_keys(v: &Yaml, out: &mut Vec<String>) {
 const PROMETHEUSRULE: &str = "deploy/kubernetes/prometheusrule.yaml";
 const RULES: &str = "deploy/prometheus/rules.yml";
 
-/// The PrometheusRule as it should be: its own header up to `spec:`, then rules.yml indented
+/// The `PrometheusRule` as it should be: its own header up to `spec:`, then rules.yml indented
 /// by two spaces (the same as the one-liner in deploy/README.md).
 fn regenerated_prometheusrule() -> String {
     let current = read(PROMETHEUSRULE);
@@ -485,13 +484,12 @@ fn prometheusrule_has_the_groups_of_rules_yml() {
         }
         return;
     }
-    if rule["spec"]["groups"] != rules["groups"] {
-        panic!(
-            "{PROMETHEUSRULE} has drifted from {RULES}. Regenerate it with\n  \
-             HSS_EXPORTER_UPDATE_PROMETHEUSRULE=1 cargo test --test deploy prometheusrule\n\
-             or the one-liner in deploy/README.md. It should read:\n{regenerated}"
-        );
-    }
+    assert!(
+        rule["spec"]["groups"] == rules["groups"],
+        "{PROMETHEUSRULE} has drifted from {RULES}. Regenerate it with\n  \
+         HSS_EXPORTER_UPDATE_PROMETHEUSRULE=1 cargo test --test deploy prometheusrule\n\
+         or the one-liner in deploy/README.md. It should read:\n{regenerated}"
+    );
 }
 
 // ------------------------------------------------------------------------------ systemd, Docker, examples
@@ -513,14 +511,11 @@ fn systemd_unit_and_dockerfile_use_real_flags() {
             "unit runs {}",
             words[0]
         );
-        match words.get(1).map(String::as_str) {
-            Some("check-config") => {
-                exporter_args(&words[2..], "ExecStartPre check-config");
-            }
-            _ => {
-                starts += 1;
-                exporter_args(&words[1..], "ExecStart");
-            }
+        if let Some("check-config") = words.get(1).map(String::as_str) {
+            exporter_args(&words[2..], "ExecStartPre check-config");
+        } else {
+            starts += 1;
+            exporter_args(&words[1..], "ExecStart");
         }
     }
     assert_eq!(starts, 1, "one ExecStart");
@@ -664,6 +659,21 @@ fn substitute(expr: &str) -> String {
 
 #[test]
 fn grafana_dashboard_is_well_formed() {
+    fn check_panels(panels: &Json, ids: &mut BTreeSet<u64>) {
+        for p in panels.as_array().into_iter().flatten() {
+            let id = p["id"].as_u64().expect("panel id");
+            assert!(ids.insert(id), "duplicate panel id {id}");
+            if p["type"] != "row" {
+                assert_eq!(
+                    p["datasource"]["uid"], "${datasource}",
+                    "panel {} datasource",
+                    p["title"]
+                );
+            }
+            check_panels(&p["panels"], ids);
+        }
+    }
+
     let d = dashboard();
     assert!(d["uid"].is_string() && d["title"].is_string());
     let vars = d["templating"]["list"].as_array().expect("templating.list");
@@ -697,20 +707,6 @@ fn grafana_dashboard_is_well_formed() {
     let targets = dashboard_targets(&d);
     assert!(targets.len() >= 10, "only {} queries", targets.len());
     let mut ids = BTreeSet::new();
-    fn check_panels(panels: &Json, ids: &mut BTreeSet<u64>) {
-        for p in panels.as_array().into_iter().flatten() {
-            let id = p["id"].as_u64().expect("panel id");
-            assert!(ids.insert(id), "duplicate panel id {id}");
-            if p["type"] != "row" {
-                assert_eq!(
-                    p["datasource"]["uid"], "${datasource}",
-                    "panel {} datasource",
-                    p["title"]
-                );
-            }
-            check_panels(&p["panels"], ids);
-        }
-    }
     check_panels(&d["panels"], &mut ids);
     for (title, t) in &targets {
         assert_eq!(
@@ -902,7 +898,7 @@ fn value(series: &Json) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// (account, region, project_id, registry_type) of the demo's targets.
+/// (account, region, `project_id`, `registry_type`) of the demo's targets.
 fn demo_targets() -> BTreeSet<(String, String, String, String)> {
     [
         (
@@ -969,9 +965,10 @@ fn check_target_series(metric: &str, result: &[Json]) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_with_prometheus() {
     let Some(prometheus) = find_on_path("prometheus") else {
-        if std::env::var("HSS_EXPORTER_REQUIRE_PROMETHEUS").as_deref() == Ok("1") {
-            panic!("prometheus not installed, and HSS_EXPORTER_REQUIRE_PROMETHEUS=1");
-        }
+        assert!(
+            std::env::var("HSS_EXPORTER_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
+            "prometheus not installed, and HSS_EXPORTER_REQUIRE_PROMETHEUS=1"
+        );
         eprintln!("skipped: prometheus not installed (apt-get install prometheus)");
         return;
     };
@@ -999,7 +996,7 @@ async fn end_to_end_with_prometheus() {
         // Keeps draining stdout so the demo never blocks on a full pipe.
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
             let _ = tx.send(line.clone());
             line.clear();
         }

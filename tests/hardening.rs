@@ -34,7 +34,7 @@ async fn closed(stream: &mut TcpStream) -> bool {
     loop {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return true,
-            Ok(_) => continue, // an error response before the close
+            Ok(_) => {} // an error response before the close
         }
     }
 }

@@ -139,10 +139,10 @@ proptest! {
         }
         prop_assert_eq!(signer::canonical_uri(&uri), uri.clone(), "not idempotent");
         let segments = |p: &str| p.trim_end_matches('/').split('/').count();
-        if !path.ends_with('/') {
-            prop_assert_eq!(uri.split('/').count(), path.split('/').count() + 1);
-        } else {
+        if path.ends_with('/') {
             prop_assert_eq!(segments(&uri), segments(&path));
+        } else {
+            prop_assert_eq!(uri.split('/').count(), path.split('/').count() + 1);
         }
     }
 
@@ -467,7 +467,7 @@ proptest! {
 fn panic_of<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
         p.downcast_ref::<&str>()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_default()
     })
@@ -1048,7 +1048,7 @@ struct AccountSpec {
 struct ConfigSpec {
     listen: Option<(String, SocketAddr)>,
     listen_env: Option<u16>,
-    /// interval, timeout, stale_after
+    /// interval, timeout, `stale_after`
     poll: Option<(Duration, Duration, Duration)>,
     global_rate: Option<u32>,
     accounts: Vec<AccountSpec>,
@@ -1378,7 +1378,7 @@ fn check_against(spec: &ConfigSpec, s: &Settings) -> Result<(), TestCaseError> {
                 );
             }
             (Credentials::Token(got), AuthSpec::Token(token)) => {
-                prop_assert_eq!(got.expose(), token.as_str())
+                prop_assert_eq!(got.expose(), token.as_str());
             }
             (
                 Credentials::IamPassword {

@@ -98,7 +98,7 @@ async fn verifies_signatures_like_the_gateway() {
             Box::new(|_, h| {
                 h.iter_mut()
                     .filter(|(k, _)| k == "User-Agent")
-                    .for_each(|(_, v)| *v = "curl".into())
+                    .for_each(|(_, v)| *v = "curl".into());
             }),
             ok.clone(),
             now,
@@ -116,7 +116,7 @@ async fn verifies_signatures_like_the_gateway() {
             Box::new(|_, h| {
                 h.iter_mut()
                     .filter(|(k, _)| k == "X-Project-Id")
-                    .for_each(|(_, v)| *v = P2.into())
+                    .for_each(|(_, v)| *v = P2.into());
             }),
             ok.clone(),
             now,
@@ -182,7 +182,7 @@ async fn sums_types_and_enterprise_projects_like_the_api() {
     );
     let t = target(P1, Some(Harbor));
     let comma = |u: &mut String, _: &mut Vec<(String, String)>| {
-        *u = u.replace("registry_type=Harbor", "registry_type=Harbor%2CJfrog")
+        *u = u.replace("registry_type=Harbor", "registry_type=Harbor%2CJfrog");
     };
     // The URL change invalidates the signature, so use a token here.
     let tok = RequestAuth::Token(Secret::new("static-token-1"));
@@ -191,7 +191,7 @@ async fn sums_types_and_enterprise_projects_like_the_api() {
         serde_json::json!({"fail_num": 4, "success_num": 6})
     );
     let bad = |u: &mut String, _: &mut Vec<(String, String)>| {
-        *u = u.replace("registry_type=Harbor", "registry_type=Nexus")
+        *u = u.replace("registry_type=Harbor", "registry_type=Nexus");
     };
     let (status, body) = send(&url, &t, &tok, now, bad).await;
     assert_eq!(

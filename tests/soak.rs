@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::fmt::Write as _;
+
 use std::time::Duration;
 
 use common::*;
@@ -18,13 +20,15 @@ fn config() -> String {
     let mut yaml =
         String::from("poll: { interval: 5m, timeout: 3s, stale_after: 30m }\naccounts:\n");
     for a in 0..ACCOUNTS {
-        yaml.push_str(&format!(
+        let _ = write!(
+            yaml,
             "  - name: acct{a}\n    region: cn-north-4\n    endpoint: \"{{API}}\"\n    rate_limit_per_minute: 600\n    auth: {{ ak_sk: {{ access_key_env: HSS_AK, secret_key_env: HSS_SK }} }}\n    projects:\n"
-        ));
+        );
         for p in 0..PROJECTS_PER_ACCOUNT {
-            yaml.push_str(&format!(
+            let _ = write!(
+                yaml,
                 "      - project_id: p{a}x{p}\n        registry_types: [Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]\n"
-            ));
+            );
         }
     }
     yaml

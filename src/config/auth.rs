@@ -42,16 +42,16 @@ pub(super) fn validate_auth(
         let access_key = secret(
             &at,
             "access_key",
-            &s.access_key_env,
-            &s.access_key_file,
+            s.access_key_env.as_ref(),
+            s.access_key_file.as_ref(),
             env,
             errors,
         );
         let secret_key = secret(
             &at,
             "secret_key",
-            &s.secret_key_env,
-            &s.secret_key_file,
+            s.secret_key_env.as_ref(),
+            s.secret_key_file.as_ref(),
             env,
             errors,
         );
@@ -59,8 +59,8 @@ pub(super) fn validate_auth(
             Some(secret(
                 &at,
                 "security_token",
-                &s.security_token_env,
-                &s.security_token_file,
+                s.security_token_env.as_ref(),
+                s.security_token_file.as_ref(),
                 env,
                 errors,
             )?)
@@ -77,8 +77,8 @@ pub(super) fn validate_auth(
         let token = secret(
             &format!("{at}.token"),
             "token",
-            &t.token_env,
-            &t.token_file,
+            t.token_env.as_ref(),
+            t.token_file.as_ref(),
             env,
             errors,
         )?;
@@ -94,8 +94,8 @@ pub(super) fn validate_auth(
     let password = secret(
         &at,
         "password",
-        &p.password_env,
-        &p.password_file,
+        p.password_env.as_ref(),
+        p.password_file.as_ref(),
         env,
         errors,
     );
@@ -115,21 +115,22 @@ pub(super) fn validate_auth(
 fn secret(
     at: &str,
     name: &str,
-    from_env: &Option<String>,
-    from_file: &Option<PathBuf>,
+    from_env: Option<&String>,
+    from_file: Option<&PathBuf>,
     env: &Env,
     errors: &mut Vec<String>,
 ) -> Option<Secret> {
     let value = match (from_env, from_file) {
-        (Some(var), None) => match env.get(var) {
-            Some(v) => v.clone(),
-            None => {
+        (Some(var), None) => {
+            if let Some(v) = env.get(var) {
+                v.clone()
+            } else {
                 errors.push(format!(
                     "{at}.{name}_env: environment variable {var:?} is not set"
                 ));
                 return None;
             }
-        },
+        }
         (None, Some(path)) => match std::fs::read_to_string(path) {
             Ok(v) => v,
             Err(e) => {

@@ -23,7 +23,7 @@ pub fn load_file(path: &Path, env: &Env) -> Result<Settings, ConfigError> {
 pub fn load_str(text: &str, env: &Env) -> Result<Settings, ConfigError> {
     let overrides = overrides(env).map_err(ConfigError::Load)?;
     let file: FileConfig = yaml::deserialize(text, &overrides).map_err(ConfigError::Load)?;
-    validate(file, env)
+    validate(&file, env)
 }
 
 /// The `HSS_EXPORTER__` variables of `env`; a malformed name is refused, not ignored.

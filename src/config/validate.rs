@@ -13,7 +13,7 @@ use super::{DEFAULT_LISTEN_ADDRESS, DEFAULT_RATE_LIMIT_PER_MINUTE, MAX_ID_LEN};
 use crate::model::{default_endpoint, RegistryType, Target, KNOWN_REGIONS};
 
 /// Checks meaning (not shape) and resolves secrets; reports every problem, one line each.
-pub fn validate(file: FileConfig, env: &Env) -> Result<Settings, ConfigError> {
+pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
     let mut errors = Vec::new();
 
     let listen_address = parse_listen_address(&file.web.listen_address).unwrap_or_else(|| {
@@ -159,13 +159,14 @@ fn validate_account(
             Some(list) => list
                 .iter()
                 .enumerate()
-                .filter_map(|(k, name)| match name.parse::<RegistryType>() {
-                    Ok(t) => Some(Some(t)),
-                    Err(()) => {
+                .filter_map(|(k, name)| {
+                    if let Ok(t) = name.parse::<RegistryType>() {
+                        Some(Some(t))
+                    } else {
                         errors.push(format!(
-                            "{pat}.registry_types[{k}]: unknown value {name:?} (expected one of {})",
-                            RegistryType::expected()
-                        ));
+                        "{pat}.registry_types[{k}]: unknown value {name:?} (expected one of {})",
+                        RegistryType::expected()
+                    ));
                         None
                     }
                 })

@@ -23,11 +23,16 @@ const FALLBACK_LIFETIME: Duration = Duration::from_secs(3600);
 /// a 401 can invalidate exactly it.
 #[derive(Debug, Clone)]
 pub enum RequestAuth {
+    /// Sign the request (AK/SK).
     Sign {
+        /// Named in `Authorization`.
         access_key: Secret,
+        /// The HMAC key.
         secret_key: Secret,
+        /// Sent and signed as `X-Security-Token` with temporary credentials.
         security_token: Option<Secret>,
     },
+    /// Send `X-Auth-Token`.
     Token(Secret),
 }
 
@@ -42,6 +47,8 @@ enum Kind {
 }
 
 impl Authenticator {
+    /// The authenticator of `credentials`; IAM tokens are fetched over `http` within
+    /// `timeout`.
     pub fn new(credentials: &Credentials, http: reqwest::Client, timeout: Duration) -> Self {
         let kind = match credentials.clone() {
             Credentials::AkSk {
@@ -77,6 +84,7 @@ impl Authenticator {
         matches!(self.kind, Kind::Iam(_))
     }
 
+    /// What a request for `project_id` carries (an IAM token is fetched when needed).
     pub async fn for_project(&self, project_id: &str) -> Result<RequestAuth, ApiError> {
         match &self.kind {
             Kind::Static(auth) => Ok(auth.clone()),
@@ -111,7 +119,10 @@ struct IamTokens {
 
 impl IamTokens {
     fn slot(&self, project_id: &str) -> Arc<tokio::sync::Mutex<Option<Cached>>> {
-        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut scopes = self
+            .scopes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         scopes.entry(project_id.to_string()).or_default().clone()
     }
 

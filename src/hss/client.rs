@@ -17,6 +17,7 @@ use crate::model::{Credentials, Statistics, Target};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest `Retry-After` honoured; a larger value is treated as this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// Sent with every request, as the SDK sends its own.
 pub const USER_AGENT: &str = concat!("hss-exporter/", env!("CARGO_PKG_VERSION"));
 
 /// What one request did, for the request counters and the histogram.
@@ -24,7 +25,9 @@ pub const USER_AGENT: &str = concat!("hss-exporter/", env!("CARGO_PKG_VERSION"))
 pub struct Exchange {
     /// `code` label: the HTTP status, or `timeout` / `connect` when no answer came.
     pub code: String,
+    /// For the duration histogram.
     pub elapsed: Duration,
+    /// The decoded answer, or why there is none.
     pub result: Result<Statistics, ApiError>,
 }
 
@@ -62,6 +65,7 @@ impl HssClient {
         }
     }
 
+    /// Hands out what each request carries.
     pub fn authenticator(&self) -> &Authenticator {
         &self.auth
     }

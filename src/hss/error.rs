@@ -7,32 +7,51 @@ use crate::model::Reason;
 /// Why a call failed. Each kind maps to one `reason` label and one scheduling decision.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
+    /// No whole answer within the timeout.
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
+    /// No answer: refused, reset, DNS, TLS; the message holds the cause chain.
     #[error("connection failed: {0}")]
     Connect(String),
+    /// 401 or `APIGW.0301`: the signature, token or password was refused.
     #[error("authentication refused: HTTP {status} {code}: {message} (request_id {request_id})")]
     Auth {
+        /// The HTTP status.
         status: u16,
+        /// `error_code` of the body.
         code: String,
+        /// `error_msg` of the body.
         message: String,
+        /// For the operator's support ticket.
         request_id: String,
     },
+    /// 429 or `APIGW.0308`: over the rate limit.
     #[error("throttled: HTTP {status} {code}: {message} (request_id {request_id})")]
     Throttled {
+        /// The HTTP status.
         status: u16,
+        /// `error_code` of the body.
         code: String,
+        /// `error_msg` of the body.
         message: String,
+        /// For the operator's support ticket.
         request_id: String,
+        /// How long the API asked us to wait, when it said.
         retry_after: Option<Duration>,
     },
+    /// Any other error status.
     #[error("HTTP {status} {code}: {message} (request_id {request_id})")]
     Http {
+        /// The HTTP status.
         status: u16,
+        /// `error_code` of the body.
         code: String,
+        /// `error_msg` of the body.
         message: String,
+        /// For the operator's support ticket.
         request_id: String,
     },
+    /// A 200 whose body is not the expected JSON (or is too large).
     #[error("bad answer: {0}")]
     Decode(String),
 }

@@ -12,7 +12,9 @@ use crate::model::Target;
 /// A request ready to send: the URL and every header, `Authorization` included.
 #[derive(Debug)]
 pub struct SignedRequest {
+    /// The URL as sent: its query is the canonical query.
     pub url: String,
+    /// Every header in the order the SDK adds them, `Authorization` last.
     pub headers: Vec<(String, String)>,
 }
 

@@ -1,9 +1,12 @@
 //! SDK-HMAC-SHA256 request signing, byte for byte as Huawei Cloud's official SDK signer does it.
 
+use std::fmt::Write as _;
+
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
+/// The signing algorithm's name, first in `Authorization` and the string to sign.
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 /// Lower-hex SHA-256 of the empty body, the payload hash of every GET.
 pub const EMPTY_PAYLOAD_SHA256: &str =
@@ -58,14 +61,18 @@ pub fn canonical_query<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String
 /// and for the simulator's diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signature {
+    /// Method, URI, query, headers, signed header names and payload hash.
     pub canonical_request: String,
+    /// The signed header names, lower case, sorted, `;`-joined.
     pub signed_headers: String,
+    /// Algorithm, date and the hash of the canonical request.
     pub string_to_sign: String,
     /// Lower-hex HMAC-SHA256.
     pub signature: String,
 }
 
 impl Signature {
+    /// The `Authorization` header's value for `access_key`.
     pub fn authorization(&self, access_key: &str) -> String {
         format!(
             "{ALGORITHM} Access={access_key}, SignedHeaders={}, Signature={}",
@@ -91,10 +98,10 @@ pub fn sign(
         .map(|(name, value)| (name.to_ascii_lowercase(), value.trim()))
         .collect();
     signed.sort_by(|a, b| a.0.cmp(&b.0));
-    let canonical_headers: String = signed
-        .iter()
-        .map(|(name, value)| format!("{name}:{value}\n"))
-        .collect();
+    let canonical_headers = signed.iter().fold(String::new(), |mut out, (name, value)| {
+        let _ = writeln!(out, "{name}:{value}");
+        out
+    });
     let signed_headers = signed
         .iter()
         .map(|(name, _)| name.as_str())
@@ -126,8 +133,7 @@ pub fn sdk_date(at: std::time::SystemTime) -> String {
     const LAST: u64 = 253_402_300_799;
     let secs = at
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_secs())
         .min(LAST);
     let rfc = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),

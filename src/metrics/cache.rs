@@ -136,7 +136,7 @@ impl Store {
             .cache
             .exposition
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(e) = cached.as_ref().filter(|e| self.is_current(e)) {
             return e.clone();
         }
@@ -162,7 +162,7 @@ impl Store {
             .cache
             .process_lines
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match lines.as_ref() {
             Some((at, run)) if at.elapsed() < PROCESS_METRICS_MAX_AGE => (*at, run.clone()),
             _ => lines

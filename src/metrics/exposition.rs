@@ -56,7 +56,9 @@ impl Segment {
 /// compressor zeroes some 300 KB of tables, many times the work for a 10 KB segment.
 fn deflate(plain: &[u8]) -> Bytes {
     static DEFLATE: Mutex<Option<(Compress, Vec<u8>)>> = Mutex::new(None);
-    let mut guard = DEFLATE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = DEFLATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (compress, out) = guard.get_or_insert_with(|| {
         (
             Compress::new(Compression::fast(), false),
@@ -200,6 +202,7 @@ impl Exposition {
         self.gzip_parts();
     }
 
+    /// The gzip form is ready (a scrape asking for it will not wait).
     pub fn has_gzip(&self) -> bool {
         self.gzip.get().is_some()
     }
@@ -315,10 +318,12 @@ impl Body {
         }
     }
 
+    /// A body of static text.
     pub fn from_static(text: &'static str) -> Body {
         Body::new(Chunks::list([Bytes::from_static(text.as_bytes())]))
     }
 
+    /// A body of owned bytes.
     pub fn from_vec(bytes: Vec<u8>) -> Body {
         Body::new(Chunks::list([Bytes::from(bytes)]))
     }

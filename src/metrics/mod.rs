@@ -62,7 +62,9 @@ impl Store {
     }
 
     fn targets(&self) -> MutexGuard<'_, Targets> {
-        self.targets.lock().unwrap_or_else(|e| e.into_inner())
+        self.targets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn changed(&self) {
@@ -120,7 +122,10 @@ impl Store {
 
     /// A new `poll.stale_after`, from the next sweep on.
     pub fn set_stale_after(&self, stale_after: Duration) {
-        *self.stale_after.lock().unwrap_or_else(|e| e.into_inner()) = stale_after;
+        *self
+            .stale_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stale_after;
         self.own.set_stale_after(stale_after);
         self.changed();
     }
@@ -179,7 +184,10 @@ impl Store {
     /// Removes the value series of targets with no success for `stale_after`; `up` and the
     /// timestamp stay so that the outage itself remains visible. Returns how many went.
     pub fn sweep_stale(&self) -> usize {
-        let stale_after = *self.stale_after.lock().unwrap_or_else(|e| e.into_inner());
+        let stale_after = *self
+            .stale_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let expired = self.targets().expire(Instant::now(), stale_after);
         for target in &expired {
             tracing::warn!(%target, stale_after = %humantime::format_duration(stale_after), "no successful poll for too long; its values are no longer exported");

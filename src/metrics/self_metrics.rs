@@ -152,13 +152,13 @@ impl SelfMetrics {
             .requests
             .collect()
             .iter()
-            .flat_map(|family| family.get_metric())
+            .flat_map(prometheus::proto::MetricFamily::get_metric)
             .filter_map(|m| {
                 let label = |n: &str| {
                     m.get_label()
                         .iter()
                         .find(|p| p.get_name() == n)
-                        .map(|p| p.get_value())
+                        .map(prometheus::proto::LabelPair::get_value)
                 };
                 (label("account") == Some(account) && label("region") == Some(region))
                     .then(|| label("code").map(str::to_string))
@@ -227,6 +227,5 @@ pub(super) fn render(registry: &Registry) -> Arc<Run> {
 
 fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -14,11 +14,17 @@ use crate::secret::Secret;
 /// The `registry_type` filter values the API knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RegistryType {
+    /// A Harbor registry.
     Harbor,
+    /// A `JFrog` Artifactory registry.
     Jfrog,
+    /// SWR, private images.
     SwrPrivate,
+    /// SWR, images shared with this account.
     SwrShared,
+    /// SWR Enterprise Edition.
     SwrEnterprise,
+    /// Any other registry.
     Other,
 }
 
@@ -154,12 +160,19 @@ pub struct Statistics {
 /// Why a poll failed: the `reason` label of `hss_exporter_poll_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
+    /// No whole answer within `poll.timeout`.
     Timeout,
+    /// No answer at all: refused, reset, DNS, TLS.
     Connect,
+    /// Credentials refused (401, `APIGW.0301`, or IAM refusing the password).
     Auth,
+    /// Over the rate limit (429, `APIGW.0308`).
     Throttled,
+    /// Another client error.
     Http4xx,
+    /// A server error.
     Http5xx,
+    /// A 200 whose body is not the expected JSON.
     Decode,
 }
 

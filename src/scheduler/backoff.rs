@@ -40,7 +40,7 @@ pub struct Backoff {
     /// Suspended for failing authentication, until the next permitted call.
     suspended: bool,
     /// The pause of the next 429 without `Retry-After`.
-    throttle_backoff: Duration,
+    throttle_pause: Duration,
     /// Consecutive authentication failures; reset by any success.
     auth_failures: u32,
     /// Suspensions since the last success; each doubles the next one.
@@ -52,7 +52,7 @@ impl Default for Backoff {
         Backoff {
             hold_until: None,
             suspended: false,
-            throttle_backoff: THROTTLE_BACKOFF,
+            throttle_pause: THROTTLE_BACKOFF,
             auth_failures: 0,
             suspensions: 0,
         }
@@ -79,7 +79,7 @@ impl Backoff {
     pub fn succeeded(&mut self) {
         self.auth_failures = 0;
         self.suspensions = 0;
-        self.throttle_backoff = THROTTLE_BACKOFF;
+        self.throttle_pause = THROTTLE_BACKOFF;
     }
 
     /// A refused IAM token may be replaced and tried once more, but only while the
@@ -114,8 +114,8 @@ impl Backoff {
     /// Throttled at `now`: pause for `retry_after` when the API said, else for the current
     /// back-off, which doubles (up to 15 minutes) while throttling goes on. Returns the pause.
     pub fn throttled(&mut self, retry_after: Option<Duration>, now: Instant) -> Duration {
-        let wait = retry_after.unwrap_or(self.throttle_backoff);
-        self.throttle_backoff = (self.throttle_backoff * 2).min(MAX_THROTTLE_BACKOFF);
+        let wait = retry_after.unwrap_or(self.throttle_pause);
+        self.throttle_pause = (self.throttle_pause * 2).min(MAX_THROTTLE_BACKOFF);
         self.hold_until = Some(now + wait);
         wait
     }

@@ -108,7 +108,10 @@ impl Scheduler {
         }
         self.store.set_stale_after(settings.poll.stale_after);
         {
-            let mut global = self.global.lock().unwrap_or_else(|e| e.into_inner());
+            let mut global = self
+                .global
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match (settings.poll.global_rate_limit_per_minute, global.as_mut()) {
                 (None, _) => *global = None,
                 (Some(n), Some(limiter)) => limiter.set_limit(n),
@@ -191,7 +194,7 @@ async fn sweep(store: Arc<Store>, stale_after: Duration, cancel: CancellationTok
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            () = cancel.cancelled() => return,
             _ = tick.tick() => { store.sweep_stale(); }
         }
     }

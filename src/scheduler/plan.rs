@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn describes_accounts_targets_and_warnings() {
-        let yaml = r#"
+        let yaml = r"
 poll: { interval: 1m }
 accounts:
   - name: prod
@@ -102,7 +102,7 @@ accounts:
     projects:
       - project_id: p1
         registry_types: [Harbor, Jfrog, Other, SwrPrivate, SwrShared, SwrEnterprise]
-"#;
+";
         let env = [("T".to_string(), "x".to_string())].into();
         let settings = crate::config::load_str(yaml, &env).unwrap();
         let text = describe(&settings);

@@ -178,8 +178,8 @@ impl Worker {
                 .as_mut()
                 .expect("a scheduled worker has updates");
             tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                _ = sleep_until(wake) => {}
+                () = self.cancel.cancelled() => return,
+                () = sleep_until(wake) => {}
                 changed = updates.changed() => {
                     if changed.is_ok() {
                         let plan = updates.borrow_and_update().clone();
@@ -194,10 +194,10 @@ impl Worker {
             }
             self.slots[i].due = (planned + self.plan.poll.interval).max(Instant::now());
             // Every target's next poll moves only when a pause began; otherwise just this one.
-            if self.backoff.hold_until() != hold_before {
-                self.publish_next_polls();
-            } else {
+            if self.backoff.hold_until() == hold_before {
                 self.publish_next_poll(i);
+            } else {
+                self.publish_next_polls();
             }
         }
     }
@@ -223,7 +223,7 @@ impl Worker {
                         self.pause_before_retry(target, &e).await?;
                         continue;
                     }
-                    self.fail(target, e);
+                    self.fail(target, &e);
                     return Some(());
                 }
             };
@@ -260,23 +260,23 @@ impl Worker {
                     self.pause_before_retry(target, &e).await?;
                 }
                 Err(e) => {
-                    self.fail(target, e);
+                    self.fail(target, &e);
                     return Some(());
                 }
             }
         }
     }
 
-    fn fail(&mut self, target: &Target, error: ApiError) {
+    fn fail(&mut self, target: &Target, error: &ApiError) {
         self.store
             .record_failure(target, error.reason(), &error.to_string());
-        match &error {
+        match error {
             ApiError::Auth {
                 request_id, code, ..
             } => match self.backoff.auth_failed(Instant::now()) {
                 AuthVerdict::Warn => tracing::warn!(%target, %error, "authentication refused"),
                 AuthVerdict::Suspend { pause, first } => {
-                    self.suspend(target, pause, first, request_id, code, &error);
+                    self.suspend(target, pause, first, request_id, code, error);
                 }
             },
             ApiError::Throttled { retry_after, .. } => {
@@ -325,7 +325,7 @@ impl Worker {
     /// Runs `work` unless shutdown comes first (`None`): shutdown never waits on the cloud.
     async fn unless_cancelled<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
         tokio::select! {
-            _ = self.cancel.cancelled() => None,
+            () = self.cancel.cancelled() => None,
             out = work => Some(out),
         }
     }
@@ -358,7 +358,7 @@ impl Worker {
             if let Some(g) = self
                 .global
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .as_mut()
             {
                 at = at.max(g.next_free(now));

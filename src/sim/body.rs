@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use hyper::body::{Frame, SizeHint};
 
-pub(super) fn json(status: u16, value: serde_json::Value) -> Response<SimBody> {
+pub(super) fn json(status: u16, value: &serde_json::Value) -> Response<SimBody> {
     let mut r = Response::new(SimBody::full(Bytes::from(value.to_string())));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
@@ -21,7 +21,7 @@ pub(super) fn json(status: u16, value: serde_json::Value) -> Response<SimBody> {
 pub(super) fn error(status: u16, code: &str, message: &str, request_id: &str) -> Response<SimBody> {
     let mut r = json(
         status,
-        serde_json::json!({"error_code": code, "error_msg": message, "request_id": request_id}),
+        &serde_json::json!({"error_code": code, "error_msg": message, "request_id": request_id}),
     );
     if let Ok(v) = request_id.parse() {
         r.headers_mut().insert("X-Request-Id", v);

@@ -8,7 +8,10 @@ pub enum Fault {
     /// Answer with this status and an error body.
     Status(u16),
     /// Answer 429 `APIGW.0308`, with `Retry-After` when given (seconds).
-    Throttle { retry_after: Option<u64> },
+    Throttle {
+        /// Seconds, for the `Retry-After` header.
+        retry_after: Option<u64>,
+    },
     /// Wait this long, then answer normally.
     Delay(Duration),
     /// Send the headers and part of the body, then break the connection.
@@ -21,18 +24,26 @@ pub enum Fault {
 /// (1 of 1: every match), at most `times` times.
 #[derive(Debug, Clone)]
 pub struct FaultRule {
+    /// What happens to a matching request.
     pub fault: Fault,
+    /// Matches requests for this project only.
     pub project_id: Option<String>,
     /// Matches the raw `registry_type` parameter; `"all"` matches requests without one.
     pub registry_type: Option<String>,
+    /// Of every `period` matches, the first `burst` fire.
     pub period: u32,
+    /// See `period`.
     pub burst: u32,
+    /// At most this many fire in all.
     pub times: Option<u32>,
+    /// Matches so far, for the pattern.
     matched: u32,
+    /// Fired so far, for `times`.
     fired: u32,
 }
 
 impl FaultRule {
+    /// `fault` on every request.
     pub fn always(fault: Fault) -> Self {
         FaultRule {
             fault,
@@ -45,20 +56,27 @@ impl FaultRule {
             fired: 0,
         }
     }
+    /// Only for `project_id`.
+    #[must_use]
     pub fn project(mut self, project_id: &str) -> Self {
         self.project_id = Some(project_id.to_string());
         self
     }
+    /// Only for this raw `registry_type` parameter (`"all"`: requests without one).
+    #[must_use]
     pub fn registry_type(mut self, t: &str) -> Self {
         self.registry_type = Some(t.to_string());
         self
     }
     /// Fires on the first `burst` of every `period` matching requests.
+    #[must_use]
     pub fn pattern(mut self, burst: u32, period: u32) -> Self {
         self.burst = burst;
         self.period = period.max(1);
         self
     }
+    /// At most `n` times in all.
+    #[must_use]
     pub fn times(mut self, n: u32) -> Self {
         self.times = Some(n);
         self

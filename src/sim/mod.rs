@@ -35,19 +35,26 @@ const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// Which API a logged request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
+    /// The HSS statistics route.
     Hss,
+    /// IAM's token route.
     Iam,
 }
 
 /// One request as the simulator saw it.
 #[derive(Debug, Clone)]
 pub struct LogEntry {
+    /// When it arrived (tokio time, so paused tests can measure windows).
     pub at: Instant,
+    /// Which API.
     pub service: Service,
     /// The AK, the user (`domain/user`) or the static token's owner; empty when unknown.
     pub caller: String,
+    /// The project in the path (HSS) or the token's scope (IAM).
     pub project_id: String,
+    /// The raw query string.
     pub query: String,
+    /// The status answered.
     pub status: u16,
 }
 
@@ -70,7 +77,7 @@ struct State {
     static_tokens: HashMap<String, String>,
     issued: HashMap<String, Issued>,
     token_lifetime: Option<Duration>,
-    /// (project_id, enterprise_project_id, type) → counts.
+    /// (`project_id`, `enterprise_project_id`, type) → counts.
     stats: BTreeMap<(String, String, RegistryType), Statistics>,
     rate_limit_per_minute: Option<u32>,
     windows: HashMap<String, VecDeque<Instant>>,
@@ -88,14 +95,18 @@ pub struct Sim {
 }
 
 impl Sim {
+    /// A simulator that knows no key, user or count yet.
     pub fn new() -> Self {
         Self::default()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// An AK/SK pair the gateway accepts signatures of.
     pub fn add_access_key(&self, ak: &str, sk: &str) {
         self.state().access_keys.insert(ak.into(), sk.into());
     }
@@ -116,6 +127,7 @@ impl Sim {
             .insert(token.into(), caller.into());
     }
 
+    /// How long IAM tokens issued from now on live.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.state().token_lifetime = Some(lifetime);
     }
@@ -143,6 +155,7 @@ impl Sim {
         );
     }
 
+    /// The counts of one project, enterprise project and type, if set.
     pub fn stats(
         &self,
         project_id: &str,
@@ -160,14 +173,17 @@ impl Sim {
         self.state().rate_limit_per_minute = n;
     }
 
+    /// Adds a fault rule; the first matching rule fires.
     pub fn add_fault(&self, rule: FaultRule) {
         self.state().faults.push(rule);
     }
 
+    /// Removes every fault rule.
     pub fn clear_faults(&self) {
         self.state().faults.clear();
     }
 
+    /// Every request so far (unless logging is off).
     pub fn log(&self) -> Vec<LogEntry> {
         self.state().log.clone()
     }
@@ -265,17 +281,34 @@ impl Sim {
             let mut s = self.state();
             let caller = authenticate(&s, parts, body, project, &query);
             let result = match caller {
-                Err((caller, why)) => Err((caller, error(401, "APIGW.0301", &format!("Incorrect IAM authentication information: {why}"), &request_id))),
-                Ok(caller) => match s.admit(&caller) {
-                    Err(limit) => Err((caller, error(429, "APIGW.0308", &format!("The throttling threshold has been reached: policy user over ratelimit,limit:{limit},time:1 minute"), &request_id))),
-                    Ok(()) => {
-                        fault = s
-                            .faults
-                            .iter_mut()
-                            .find_map(|r| r.applies(project, registry_type.as_deref()).then(|| r.fault.clone()));
-                        Ok((caller, s.answer(project, eps.as_deref(), registry_type.as_deref(), &request_id)))
+                Err((caller, why)) => Err((
+                    caller,
+                    error(
+                        401,
+                        "APIGW.0301",
+                        &format!("Incorrect IAM authentication information: {why}"),
+                        &request_id,
+                    ),
+                )),
+                Ok(caller) => {
+                    if let Err(limit) = s.admit(&caller) {
+                        Err((caller, error(429, "APIGW.0308", &format!("The throttling threshold has been reached: policy user over ratelimit,limit:{limit},time:1 minute"), &request_id)))
+                    } else {
+                        fault = s.faults.iter_mut().find_map(|r| {
+                            r.applies(project, registry_type.as_deref())
+                                .then(|| r.fault.clone())
+                        });
+                        Ok((
+                            caller,
+                            s.answer(
+                                project,
+                                eps.as_deref(),
+                                registry_type.as_deref(),
+                                &request_id,
+                            ),
+                        ))
                     }
-                },
+                }
             };
             let (caller, response) = match result {
                 Ok(x) | Err(x) => x,
@@ -287,7 +320,7 @@ impl Sim {
             None => {}
             Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
             Some(Fault::Status(code)) => {
-                response = error(code, "HSS.0004", "simulated server error", &request_id)
+                response = error(code, "HSS.0004", "simulated server error", &request_id);
             }
             Some(Fault::Throttle { retry_after }) => {
                 response = error(429, "APIGW.0308", "The throttling threshold has been reached: policy user over ratelimit,limit:5,time:1 minute", &request_id);
@@ -339,7 +372,7 @@ impl Sim {
         let response = if !known || project_id.is_empty() {
             let mut r = json(
                 401,
-                serde_json::json!({"error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}}),
+                &serde_json::json!({"error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}}),
             );
             r.headers_mut()
                 .insert("X-Request-Id", request_id.parse().expect("ascii"));
@@ -360,7 +393,7 @@ impl Sim {
                 humantime::format_rfc3339_micros(SystemTime::now() + lifetime).to_string();
             let mut r = json(
                 201,
-                serde_json::json!({"token": {"expires_at": expires_at, "methods": ["password"], "project": {"id": project_id}}}),
+                &serde_json::json!({"token": {"expires_at": expires_at, "methods": ["password"], "project": {"id": project_id}}}),
             );
             r.headers_mut()
                 .insert("X-Subject-Token", token.parse().expect("ascii token"));
@@ -440,23 +473,26 @@ impl State {
         }
         json(
             200,
-            serde_json::json!({"fail_num": fail_num, "success_num": success_num}),
+            &serde_json::json!({"fail_num": fail_num, "success_num": success_num}),
         )
     }
 }
 
 /// A running simulator; dropping it stops it.
 pub struct SimServer {
+    /// Where it listens.
     pub addr: SocketAddr,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SimServer {
+    /// `http://addr`, for an account's `endpoint`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Stops serving and waits for the server task.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = (&mut { self }.task).await;

@@ -39,7 +39,7 @@ pub async fn serve(listener: TcpListener, state: Arc<WebState>, cancel: Cancella
         let state = state.clone();
         async move { handle(req, &state).await }
     })
-    .await
+    .await;
 }
 
 async fn handle(req: Request<Incoming>, state: &WebState) -> Response<Body> {

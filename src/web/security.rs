@@ -31,6 +31,7 @@ impl std::fmt::Debug for Security {
         f.debug_struct("Security")
             .field("tls", &self.tls.is_some())
             .field("basic_auth", &self.auth.is_some())
+            .field("headers", &self.headers.len())
             .finish()
     }
 }
@@ -263,7 +264,9 @@ impl BasicAuth {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], bool>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

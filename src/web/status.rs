@@ -38,7 +38,7 @@ pub(super) fn page(store: &Store) -> String {
         let _ = write!(
             html,
             "<td class=\"{class}\">{up}</td><td>{fail}</td><td>{success}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            s.last_success.map(|t| ago(now, t)).unwrap_or_else(|| "never".into()),
+            s.last_success.map_or_else(|| "never".into(), |t| ago(now, t)),
             escape(s.last_error.as_deref().unwrap_or("")),
             s.next_poll.map(|t| until(now, t)).unwrap_or_default(),
         );

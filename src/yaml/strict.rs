@@ -42,7 +42,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn fail(&mut self, mark: Marker, msg: String) {
+    fn fail(&mut self, mark: Marker, msg: &str) {
         if self.error.is_none() {
             self.error = Some(format!("line {}: {msg}", mark.line()));
         }
@@ -53,7 +53,7 @@ impl Builder {
         if self.nodes > MAX_NODES {
             return self.fail(
                 mark,
-                format!("more than {MAX_NODES} values (aliases included)"),
+                &format!("more than {MAX_NODES} values (aliases included)"),
             );
         }
         if anchor > 0 {
@@ -67,7 +67,7 @@ impl Builder {
             }
             Some(Frame::Map(map, key, _, total)) => match key.take() {
                 Some(k) if map.contains_key(&k) => {
-                    self.fail(mark, format!("key {k:?} appears twice"))
+                    self.fail(mark, &format!("key {k:?} appears twice"));
                 }
                 Some(k) => {
                     *total += size;
@@ -75,8 +75,8 @@ impl Builder {
                 }
                 None => match value {
                     Value::String(k) => *key = Some(k),
-                    Value::Null => self.fail(mark, "a key is empty or null".into()),
-                    _ => self.fail(mark, "a key must be a name, not a list or a mapping".into()),
+                    Value::Null => self.fail(mark, "a key is empty or null"),
+                    _ => self.fail(mark, "a key must be a name, not a list or a mapping"),
                 },
             },
         }
@@ -90,7 +90,7 @@ impl Builder {
 
     fn open(&mut self, frame: Frame, mark: Marker) {
         if self.stack.len() >= MAX_DEPTH {
-            return self.fail(mark, format!("nested more than {MAX_DEPTH} levels deep"));
+            return self.fail(mark, &format!("nested more than {MAX_DEPTH} levels deep"));
         }
         self.stack.push(frame);
     }
@@ -115,7 +115,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::SequenceStart(anchor, _) => self.open(Frame::Seq(Vec::new(), anchor, 1), mark),
             Event::MappingStart(anchor, _) => {
-                self.open(Frame::Map(Map::new(), None, anchor, 1), mark)
+                self.open(Frame::Map(Map::new(), None, anchor, 1), mark);
             }
             // The items were counted as they came; the whole is counted again only when an
             // alias copies it.
@@ -126,11 +126,11 @@ impl MarkedEventReceiver for Builder {
                 Some(Frame::Map(map, _, anchor, total)) => {
                     self.close(Value::Object(map), total, anchor, mark);
                 }
-                None => self.fail(mark, "unbalanced YAML".into()),
+                None => self.fail(mark, "unbalanced YAML"),
             },
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
                 Some((value, size)) => self.add(value, size, 0, mark),
-                None => self.fail(mark, "alias to an unknown anchor".into()),
+                None => self.fail(mark, "alias to an unknown anchor"),
             },
             Event::Nothing
             | Event::StreamStart
@@ -145,6 +145,7 @@ impl MarkedEventReceiver for Builder {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::fmt::Write as _;
 
     #[test]
     fn keeps_scalar_text_exactly() {
@@ -181,10 +182,8 @@ mod tests {
             .contains("nested more than 64 levels"));
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..12 {
-            bomb.push_str(&format!(
-                "a{i}: &a{i} [{}]\n",
-                vec![format!("*a{}", i - 1); 10].join(", ")
-            ));
+            let aliases = vec![format!("*a{}", i - 1); 10].join(", ");
+            let _ = writeln!(bomb, "a{i}: &a{i} [{aliases}]");
         }
         assert!(to_json(&bomb)
             .unwrap_err()

@@ -163,9 +163,10 @@ pub async fn wait_for(
         if ready(&body) {
             return body;
         }
-        if tokio::time::Instant::now() > deadline {
-            panic!("condition not met within {within:?}; last scrape:\n{body}");
-        }
+        assert!(
+            tokio::time::Instant::now() <= deadline,
+            "condition not met within {within:?}; last scrape:\n{body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
