@@ -1,6 +1,11 @@
-//! Helpers for the integration tests: a simulator, an exporter pointed at it, and a reader
-//! for the text exposition.
+//! Helpers for the integration tests: a simulator, an exporter pointed at it, a builder for
+//! their configuration, and a reader for the text exposition.
 #![allow(dead_code)]
+
+mod builder;
+
+#[allow(unused_imports)]
+pub use builder::{account, Account, Config, AK_SK, IAM, TOKEN};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
