@@ -51,6 +51,8 @@ pub struct Exporter {
     pub addr: SocketAddr,
     /// What polling wrote; tests and `once` read it directly.
     pub store: Arc<Store>,
+    /// What the endpoints read; readiness is cleared on shutdown.
+    state: Arc<web::WebState>,
     /// Where [`Exporter::reload`] sends its request.
     reloads: ReloadHandle,
     /// Stops every task.
@@ -75,6 +77,7 @@ impl Exporter {
         let tracker = TaskTracker::new();
         let scheduler = Scheduler::start(settings, store.clone(), &cancel, &tracker)
             .map_err(StartError::HttpClient)?;
+        let first_polls = scheduler.first_polls();
         store.record_reload(true);
         let (reloads, requests) = ReloadHandle::channel();
         tracker.spawn(reload_loop(
@@ -92,12 +95,20 @@ impl Exporter {
             security: options.web,
         });
         tracker.spawn(web::serve(listener, state.clone(), cancel.clone()));
+        // Ready once every credential has been tried: the first poll of each budget ended.
+        let (ready, stopping) = (state.clone(), cancel.clone());
+        tracker.spawn(async move {
+            tokio::select! {
+                () = first_polls.wait() => ready.ready.store(true, Ordering::Release),
+                () = stopping.cancelled() => {}
+            }
+        });
         tracker.close();
-        state.ready.store(true, Ordering::Release);
         tracing::info!(%addr, targets = settings.targets().count(), accounts = settings.accounts.len(), "exporter started");
         Ok(Exporter {
             addr,
             store,
+            state,
             reloads,
             cancel,
             tracker,
@@ -111,6 +122,7 @@ impl Exporter {
 
     /// Stops polling and serving; in-flight scrapes are given a few seconds to finish.
     pub async fn shutdown(self) {
+        self.state.ready.store(false, Ordering::Release);
         self.cancel.cancel();
         if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.tracker.wait())
             .await
@@ -118,6 +130,19 @@ impl Exporter {
         {
             tracing::warn!("tasks still running after {SHUTDOWN_TIMEOUT:?}; exiting anyway");
         }
+    }
+}
+
+/// Reads and validates the configuration on a blocking thread: files are read and secrets
+/// resolved there, not on the runtime's few workers.
+async fn load(loader: Option<&Loader>) -> Result<Settings, ReloadError> {
+    let loader = loader.ok_or(ReloadError::NoSource)?.clone();
+    match tokio::task::spawn_blocking(move || loader()).await {
+        Ok(loaded) => loaded.map_err(ReloadError::from),
+        Err(e) if e.is_panic() => Err(ReloadError::Config(ConfigError::Load(
+            "reading the configuration failed unexpectedly".into(),
+        ))),
+        Err(_) => Err(ReloadError::ShuttingDown),
     }
 }
 
@@ -138,16 +163,21 @@ async fn reload_loop(
                 None => return,
             },
         };
-        let result = match &loader {
-            None => Err(ReloadError::NoSource),
-            Some(load) => load().map_err(ReloadError::from).map(|new| {
+        let result = match load(loader.as_ref()).await {
+            Err(e) => Err(e),
+            Ok(new) => {
                 if new.listen_address != listening {
                     tracing::warn!(running = %listening, configured = %new.listen_address, "web.listen_address changed; it takes effect at the next restart");
                 }
-                scheduler.apply(&new);
+                scheduler.apply(&new).await;
                 listening = new.listen_address;
-                tracing::info!(targets = new.targets().count(), accounts = new.accounts.len(), "configuration reloaded");
-            }),
+                tracing::info!(
+                    targets = new.targets().count(),
+                    accounts = new.accounts.len(),
+                    "configuration reloaded"
+                );
+                Ok(())
+            }
         };
         store.record_reload(result.is_ok());
         if let Err(e) = &result {

@@ -197,14 +197,22 @@ async fn no_sixty_second_window_holds_more_calls_than_the_account_rate_limit() {
     // Seven targets at 5/min cannot fit in 1m: the account runs at its limit, not slower.
     let busy = hss_requests(&log, AK).len();
     assert!((45..=50).contains(&busy), "{busy} requests in 10 minutes");
-    // Three targets at 1m fit: each polled about once a minute, spread, never bunched.
+    // Three targets at 1m fit: the first round goes at once, then each target is polled
+    // about once a minute, spread, never bunched.
     let other = hss_requests(&log, "token-owner");
-    assert!((28..=31).contains(&other.len()), "{} requests", other.len());
-    let first: Vec<_> = other.iter().take(3).map(|e| e.at).collect();
-    assert!(
-        first[1] - first[0] >= Duration::from_secs(19),
-        "targets are spread over the interval"
+    assert!((28..=32).contains(&other.len()), "{} requests", other.len());
+    let at: Vec<_> = other.iter().take(6).map(|e| e.at).collect();
+    assert_eq!(
+        at[2] - at[0],
+        Duration::ZERO,
+        "the first round waits for nothing"
     );
+    for pair in at[3..].windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_secs(19),
+            "then targets are spread over the interval"
+        );
+    }
     exporter.shutdown().await;
 }
 
@@ -642,11 +650,20 @@ async fn a_wrong_iam_password_is_tried_twice_then_suspended() {
         .replace("user: ops", "user: nobody")
         .replace("[Harbor]", "[Harbor, Jfrog, SwrPrivate]");
     let exporter = exporter(&yaml, &server).await;
-    // Polls are spread 3m20s apart: the second fails at 3m20s, then nothing for 5 minutes.
+    // The first round tries two targets, both refused; then nothing for 5 minutes.
+    tokio::time::sleep(Duration::from_secs(4 * 60 + 50)).await;
+    let iam: Vec<_> = sim
+        .log()
+        .into_iter()
+        .filter(|e| e.service == Service::Iam)
+        .collect();
+    assert_eq!(iam.len(), 2, "{iam:?}");
+    // One more try after the suspension, refused again: suspended for 10 minutes.
     tokio::time::sleep(Duration::from_secs(8 * 60 + 10)).await;
     let log = sim.log();
     let iam: Vec<_> = log.iter().filter(|e| e.service == Service::Iam).collect();
-    assert_eq!(iam.len(), 2, "{iam:?}");
+    assert_eq!(iam.len(), 3, "{iam:?}");
+    assert!(iam[2].at - iam[1].at >= Duration::from_secs(300), "{iam:?}");
     assert!(iam.iter().all(|e| e.status == 401));
     assert!(hss_requests(&log, "acme/nobody").is_empty());
     let body = scrape(&exporter).await;

@@ -262,7 +262,7 @@ async fn a_rotated_secret_file_ends_the_auth_suspension_on_reload() {
     // The operator rotates the key in place and reloads: no restart, no 5-minute wait.
     std::fs::write(s.sk_file(), format!("{SK}\n")).unwrap();
     exporter.reload().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(35)).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
     let body = scrape(&exporter).await;
     assert_eq!(
         value(&body, "hss_exporter_account_suspended", &account),

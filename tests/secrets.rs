@@ -11,6 +11,10 @@ use common::*;
 use hss_exporter::model::RegistryType;
 use hss_exporter::sim::Service;
 
+/// A second key, so that the refused account has a budget of its own: accounts that share
+/// a key share its suspension too.
+const AK2: &str = "TESTAK0000000000002";
+
 const CONFIG: &str = r#"
 poll: { interval: 2s, timeout: 2s, stale_after: 1m }
 accounts:
@@ -25,7 +29,7 @@ accounts:
   - name: refused
     region: cn-north-4
     endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_file: "{BAD_SK_FILE}" } }
+    auth: { ak_sk: { access_key_env: HSS_AK2, secret_key_file: "{BAD_SK_FILE}" } }
     projects:
       - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
   - name: token
@@ -44,7 +48,7 @@ accounts:
   - name: wrong-password
     region: cn-north-4
     endpoint: "{API}"
-    auth: { iam_password: { domain: acme, user: ops, password_env: HSS_BAD_SK, iam_endpoint: "{API}" } }
+    auth: { iam_password: { domain: acme, user: stranger, password_env: HSS_BAD_SK, iam_endpoint: "{API}" } }
     projects:
       - project_id: 3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c
 "#;
@@ -52,6 +56,7 @@ accounts:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
     let (sim, server) = sim().await;
+    sim.add_access_key(AK2, SK);
     sim.set_stats(P1, None, RegistryType::Harbor, 1, 2);
     let dir = tempfile::tempdir().unwrap();
     let bad_sk = dir.path().join("bad-sk");
@@ -79,6 +84,7 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
         ])
         .env_clear()
         .envs(env())
+        .env("HSS_AK2", AK2)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -175,6 +181,7 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
     // "MIIsim" starts every IAM token the simulator issues.
     let secrets = [
         AK,
+        AK2,
         SK,
         "static-token-1",
         "s3cret-password",

@@ -2,6 +2,7 @@
 //! obtained with a password, cached per project and refreshed before it expires.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +19,10 @@ use crate::secret::Secret;
 const REFRESH_MARGIN: Duration = Duration::from_secs(3600);
 /// Assumed lifetime when IAM's answer has no readable `expires_at`.
 const FALLBACK_LIFETIME: Duration = Duration::from_secs(3600);
+/// A token is used for at least this long, whatever its `expires_at` says: when the host's
+/// clock runs ahead of IAM's, a fresh token can look expired, and without a floor a new one
+/// would be fetched before every poll.
+const MIN_TOKEN_USE: Duration = Duration::from_secs(60);
 
 /// What a single request carries; for a token, the one the request was made with, so that
 /// a 401 can invalidate exactly it.
@@ -74,6 +79,7 @@ impl Authenticator {
                 password,
                 timeout,
                 scopes: Mutex::new(HashMap::new()),
+                skew_warned: AtomicBool::new(false),
             }),
         };
         Authenticator { kind }
@@ -115,6 +121,8 @@ struct IamTokens {
     password: Secret,
     timeout: Duration,
     scopes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+    /// The clock-skew warning is logged once, not at every token.
+    skew_warned: AtomicBool,
 }
 
 impl IamTokens {
@@ -195,23 +203,161 @@ impl IamTokens {
         let token = token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::Decode("IAM answer has no X-Subject-Token header".into()))?;
-        let lifetime = serde_json::from_slice::<serde_json::Value>(&bytes)
+        let expires_at = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v["token"]["expires_at"].as_str().map(str::to_string))
-            .and_then(|s| humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok())
-            .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
-        let lifetime = lifetime.unwrap_or_else(|| {
+            .and_then(|s| humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok());
+        let lifetime = if let Some(at) = expires_at {
+            at.duration_since(SystemTime::now()).unwrap_or_default()
+        } else {
             tracing::warn!(
                 project_id,
                 "IAM token answer has no readable token.expires_at; refreshing it within the hour"
             );
             FALLBACK_LIFETIME
-        });
-        let margin = REFRESH_MARGIN.min(lifetime / 2);
+        };
+        let use_for = self.use_for(lifetime, expires_at);
         tracing::info!(project_id, lifetime = %humantime::format_duration(Duration::from_secs(lifetime.as_secs())), "obtained IAM token");
         Ok(Cached {
             token: Secret::new(token),
-            refresh_at: Instant::now() + lifetime - margin,
+            refresh_at: Instant::now() + use_for,
         })
+    }
+
+    /// How long a token of `lifetime` is used before a new one is fetched: until an hour
+    /// (or half its life) before it expires, and never less than [`MIN_TOKEN_USE`]. A token
+    /// that looks nearly expired on arrival means the host clock is off: said once.
+    fn use_for(&self, lifetime: Duration, expires_at: Option<SystemTime>) -> Duration {
+        let use_for = lifetime
+            .checked_sub(REFRESH_MARGIN.min(lifetime / 2))
+            .unwrap();
+        if use_for >= MIN_TOKEN_USE {
+            return use_for;
+        }
+        if !self.skew_warned.swap(true, Ordering::Relaxed) {
+            let expires_at = expires_at.map_or_else(String::new, |t| {
+                humantime::format_rfc3339_seconds(t).to_string()
+            });
+            tracing::warn!(
+                %expires_at,
+                "a new IAM token expires within a minute by this host's clock, so the clock is probably off (check NTP); each token is used for a minute before a new one is fetched"
+            );
+        }
+        MIN_TOKEN_USE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Service, Sim, SimServer};
+
+    async fn iam(lifetime: Duration) -> (Sim, SimServer, Authenticator) {
+        let sim = Sim::new();
+        sim.add_user("acme", "ops", "pw");
+        sim.set_token_lifetime(lifetime);
+        let server = sim.start(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let credentials = Credentials::IamPassword {
+            domain: "acme".into(),
+            user: "ops".into(),
+            password: Secret::new("pw"),
+            iam_endpoint: Url::parse(&server.url()).unwrap(),
+        };
+        let auth = Authenticator::new(&credentials, reqwest::Client::new(), Duration::from_secs(5));
+        (sim, server, auth)
+    }
+
+    fn fetched(sim: &Sim, project: &str) -> usize {
+        sim.log()
+            .iter()
+            .filter(|e| e.service == Service::Iam && e.project_id == project && e.status == 201)
+            .count()
+    }
+
+    async fn token(auth: &Authenticator, project: &str) -> Secret {
+        match auth.for_project(project).await.unwrap() {
+            RequestAuth::Token(t) => t,
+            RequestAuth::Sign { .. } => panic!("an IAM user's requests carry a token"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_per_project_is_reused_until_an_hour_before_it_expires() {
+        let (sim, _server, auth) = iam(Duration::from_secs(24 * 3600)).await;
+        assert!(auth.can_refresh());
+        let first = token(&auth, "p1").await;
+        assert_eq!(token(&auth, "p1").await, first);
+        let other = token(&auth, "p2").await;
+        assert_ne!(other, first, "one token per project scope");
+        assert_eq!((fetched(&sim, "p1"), fetched(&sim, "p2")), (1, 1));
+        tokio::time::advance(Duration::from_secs(23 * 3600 - 10)).await;
+        assert_eq!(token(&auth, "p1").await, first);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_ne!(token(&auth, "p1").await, first, "renewed an hour early");
+        assert_eq!(fetched(&sim, "p1"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_token_is_forgotten_but_not_its_successor() {
+        let (sim, _server, auth) = iam(Duration::from_secs(24 * 3600)).await;
+        let old = token(&auth, "p1").await;
+        auth.refused("p1", &RequestAuth::Token(old.clone())).await;
+        let new = token(&auth, "p1").await;
+        assert_ne!(new, old);
+        // A second refusal of the old token (a request that was under way) keeps the new one.
+        auth.refused("p1", &RequestAuth::Token(old)).await;
+        assert_eq!(token(&auth, "p1").await, new);
+        assert_eq!(fetched(&sim, "p1"), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_waiting_for_one_scope_share_one_fetch() {
+        let (sim, _server, auth) = iam(Duration::from_secs(24 * 3600)).await;
+        let (a, b, c) = tokio::join!(token(&auth, "p1"), token(&auth, "p1"), token(&auth, "p1"));
+        assert!(a == b && b == c);
+        assert_eq!(fetched(&sim, "p1"), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_that_looks_expired_is_still_used_for_a_minute() {
+        // The host clock is ahead of IAM's: every token looks expired on arrival.
+        let (sim, _server, auth) = iam(Duration::ZERO).await;
+        let first = token(&auth, "p1").await;
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            assert_eq!(token(&auth, "p1").await, first);
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_ne!(token(&auth, "p1").await, first);
+        assert_eq!(fetched(&sim, "p1"), 2, "one fetch a minute, not one a poll");
+        assert!(auth_warned_once(&auth));
+    }
+
+    fn auth_warned_once(auth: &Authenticator) -> bool {
+        match &auth.kind {
+            Kind::Iam(iam) => iam.skew_warned.load(Ordering::Relaxed),
+            Kind::Static(_) => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_an_auth_error_naming_iam() {
+        let (_sim, _server, auth) = iam(Duration::from_secs(3600)).await;
+        let Kind::Iam(iam) = &auth.kind else {
+            panic!("IAM credentials")
+        };
+        let wrong = IamTokens {
+            password: Secret::new("nope"),
+            http: iam.http.clone(),
+            endpoint: iam.endpoint.clone(),
+            domain: iam.domain.clone(),
+            user: iam.user.clone(),
+            timeout: iam.timeout,
+            scopes: Mutex::new(HashMap::new()),
+            skew_warned: AtomicBool::new(false),
+        };
+        let err = wrong.token("p1").await.unwrap_err();
+        assert_eq!(err.reason().as_str(), "auth");
+        assert!(err.to_string().contains("password is wrong"), "{err}");
     }
 }

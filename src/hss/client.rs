@@ -1,6 +1,7 @@
 //! One HTTP call of `GET /v5/{project_id}/image/registries/statistics`: sending the built
 //! request, reading a bounded answer and decoding it strictly.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -40,12 +41,13 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-/// The API client of one account.
+/// The API client of one account; clones share the connection pool and the token cache.
+#[derive(Clone)]
 pub struct HssClient {
     http: reqwest::Client,
     endpoint: Url,
     timeout: Duration,
-    auth: Authenticator,
+    auth: Arc<Authenticator>,
 }
 
 impl HssClient {
@@ -58,7 +60,7 @@ impl HssClient {
         http: &reqwest::Client,
     ) -> Self {
         HssClient {
-            auth: Authenticator::new(credentials, http.clone(), timeout),
+            auth: Arc::new(Authenticator::new(credentials, http.clone(), timeout)),
             http: http.clone(),
             endpoint: endpoint.clone(),
             timeout,

@@ -35,6 +35,8 @@ pub(super) struct Cache {
     process_lines: Mutex<Option<(Instant, Arc<Run>)>>,
     /// The per-target families' HELP and TYPE lines, encoded once.
     headers: [Arc<Run>; 4],
+    /// Reused encoding buffer; segments are copied out of it at their exact size.
+    scratch: Mutex<Vec<u8>>,
 }
 
 impl Cache {
@@ -52,6 +54,7 @@ impl Cache {
             process,
             process_lines: Mutex::new(None),
             headers: headers(),
+            scratch: Mutex::new(Vec::new()),
         }
     }
 }
@@ -146,7 +149,17 @@ impl Store {
         *cached = None;
         let (process_at, process) = self.process_lines();
         let mut runs = vec![self.own.render(), process];
-        for (header, family) in self.cache.headers.iter().zip(self.targets().encode()) {
+        // Copied under the table's lock, encoded outside it: polls go on meanwhile.
+        let snapshot = self.targets().snapshot();
+        let mut scratch = self
+            .cache
+            .scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (encoded, families) = snapshot.encode(&mut scratch);
+        drop(scratch);
+        self.targets().keep(&snapshot, &encoded, &families);
+        for (header, family) in self.cache.headers.iter().zip(families) {
             runs.push(header.clone());
             runs.extend(family);
         }

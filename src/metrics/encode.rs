@@ -2,14 +2,15 @@
 //! lines for big users): targets are cut into groups of [`GROUP`] in label order, and each
 //! group keeps its encoded lines per family. A poll re-encodes only the families whose value
 //! it changed, in its target's group; runs of [`RUN`] groups are assembled again only when
-//! one of theirs changed.
+//! one of theirs changed. The encoding itself happens outside the table's lock: under it,
+//! only the changed groups' members are copied ([`Targets::snapshot`]), so polls are never
+//! held up by more than that copy.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::exposition::{escape_label, Run, Segment};
-use super::targets::{Entry, TargetStatus, Targets};
+use super::targets::{TargetStatus, Targets};
 use crate::model::Target;
 
 /// Targets per group: a change re-encodes the group's lines of the families it changed.
@@ -81,35 +82,47 @@ pub(super) fn headers() -> [Arc<Run>; 4] {
 /// A run of consecutive targets (map order) and its encoded lines per family.
 pub(super) struct Group {
     /// The group's first target: the group is the `GROUP` targets from here on.
-    first: Target,
+    first: Arc<Target>,
     /// Per family, the group's lines; `None` once one of them changed.
     pub(super) encoded: [Option<Arc<Segment>>; 4],
+    /// Per family, bumped by every change, so that lines encoded from an older copy of the
+    /// group are not kept.
+    pub(super) version: [u64; 4],
 }
 
-impl Group {
-    /// This group's lines of `family`, encoded if they changed since last time.
-    fn segment(
-        &mut self,
-        family: usize,
-        map: &BTreeMap<Target, Entry>,
-        scratch: &mut Vec<u8>,
-    ) -> Arc<Segment> {
-        self.encoded[family]
-            .get_or_insert_with(|| {
-                let members: Vec<(&Target, &Entry)> =
-                    map.range(&self.first..).take(GROUP).collect();
-                encode_family(family, &members, scratch);
-                // Copied out at its exact size.
-                Segment::new(scratch.clone())
-            })
-            .clone()
-    }
+/// Lines to encode outside the lock: one family of one group, from a copy of its members.
+struct Job {
+    family: usize,
+    group: usize,
+    /// The group's version of the family when copied.
+    version: u64,
+    members: Vec<(Arc<Target>, Value)>,
+}
+
+/// One piece of a run: lines still current, or the job that encodes them.
+enum Part {
+    Ready(Arc<Segment>),
+    Job(usize),
+}
+
+/// One run of the body: still current, or to be assembled from its parts.
+enum RunPlan {
+    Ready(Arc<Run>),
+    Build(usize, Vec<Part>),
+}
+
+/// Everything an encoding needs, copied under the lock: the body can be built from it
+/// while polls go on changing the table.
+pub(super) struct Snapshot {
+    layout: u64,
+    jobs: Vec<Job>,
+    families: [Vec<RunPlan>; 4],
 }
 
 impl Targets {
-    /// Per family, its runs of encoded groups: those that changed are encoded and assembled
-    /// again (all of them after targets came or went).
-    pub(super) fn encode(&mut self) -> [Vec<Arc<Run>>; 4] {
+    /// Under the lock: forms the groups again if targets came or went, and copies out the
+    /// members of the groups whose lines changed; the rest is shared as it is.
+    pub(super) fn snapshot(&mut self) -> Snapshot {
         if self.regroup {
             self.groups.clear();
             for (i, (target, entry)) in self.map.iter_mut().enumerate() {
@@ -117,6 +130,7 @@ impl Targets {
                     self.groups.push(Group {
                         first: target.clone(),
                         encoded: Default::default(),
+                        version: [0; 4],
                     });
                 }
                 entry.group = i / GROUP;
@@ -124,27 +138,117 @@ impl Targets {
             let runs = self.groups.len().div_ceil(RUN);
             self.runs = std::array::from_fn(|_| vec![None; runs]);
             self.regroup = false;
+            self.layout += 1;
         }
-        let Targets {
-            map,
-            groups,
-            runs,
-            scratch,
-            ..
-        } = self;
-        std::array::from_fn(|family| {
-            runs[family]
-                .iter_mut()
-                .zip(groups.chunks_mut(RUN))
-                .map(|(run, groups)| {
-                    run.get_or_insert_with(|| {
-                        let segments = groups.iter_mut().map(|g| g.segment(family, map, scratch));
-                        Run::new(segments.collect())
+        let mut jobs = Vec::new();
+        let families = std::array::from_fn(|family| {
+            let mut plans = Vec::new();
+            for (r, run) in self.runs[family].iter().enumerate() {
+                if let Some(run) = run {
+                    plans.push(RunPlan::Ready(run.clone()));
+                    continue;
+                }
+                let first = r * RUN;
+                let groups = &self.groups[first..(first + RUN).min(self.groups.len())];
+                let parts = groups
+                    .iter()
+                    .enumerate()
+                    .map(|(k, g)| {
+                        if let Some(segment) = &g.encoded[family] {
+                            Part::Ready(segment.clone())
+                        } else {
+                            let (_, _, sample) = TARGET_FAMILIES[family];
+                            let members = self
+                                .map
+                                .range::<Target, _>(g.first.as_ref()..)
+                                .take(GROUP)
+                                .filter_map(|(t, e)| sample(&e.status).map(|v| (t.clone(), v)))
+                                .collect();
+                            jobs.push(Job {
+                                family,
+                                group: first + k,
+                                version: g.version[family],
+                                members,
+                            });
+                            Part::Job(jobs.len() - 1)
+                        }
                     })
-                    .clone()
+                    .collect();
+                plans.push(RunPlan::Build(r, parts));
+            }
+            plans
+        });
+        Snapshot {
+            layout: self.layout,
+            jobs,
+            families,
+        }
+    }
+
+    /// Under the lock again: keeps what was encoded where nothing changed meanwhile, so
+    /// the next encoding starts from it.
+    pub(super) fn keep(
+        &mut self,
+        snapshot: &Snapshot,
+        encoded: &[Arc<Segment>],
+        runs: &[Vec<Arc<Run>>; 4],
+    ) {
+        if snapshot.layout != self.layout || self.regroup {
+            return;
+        }
+        for (job, segment) in snapshot.jobs.iter().zip(encoded) {
+            let g = &mut self.groups[job.group];
+            if g.version[job.family] == job.version {
+                g.encoded[job.family] = Some(segment.clone());
+            }
+        }
+        for (family, plans) in snapshot.families.iter().enumerate() {
+            for (plan, run) in plans.iter().zip(&runs[family]) {
+                let RunPlan::Build(r, _) = plan else {
+                    continue;
+                };
+                let first = r * RUN;
+                let current = self.groups[first..(first + RUN).min(self.groups.len())]
+                    .iter()
+                    .all(|g| g.encoded[family].is_some());
+                if current {
+                    self.runs[family][*r] = Some(run.clone());
+                }
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// Outside the lock: encodes the changed lines and assembles the runs, per family.
+    pub(super) fn encode(&self, scratch: &mut Vec<u8>) -> (Vec<Arc<Segment>>, [Vec<Arc<Run>>; 4]) {
+        let encoded: Vec<Arc<Segment>> = self
+            .jobs
+            .iter()
+            .map(|job| {
+                encode_family(job.family, &job.members, scratch);
+                // Copied out at its exact size.
+                Segment::new(scratch.clone())
+            })
+            .collect();
+        let runs = std::array::from_fn(|family| {
+            self.families[family]
+                .iter()
+                .map(|plan| match plan {
+                    RunPlan::Ready(run) => run.clone(),
+                    RunPlan::Build(_, parts) => Run::new(
+                        parts
+                            .iter()
+                            .map(|part| match part {
+                                Part::Ready(segment) => segment.clone(),
+                                Part::Job(i) => encoded[*i].clone(),
+                            })
+                            .collect(),
+                    ),
                 })
                 .collect()
-        })
+        });
+        (encoded, runs)
     }
 }
 
@@ -170,17 +274,15 @@ fn render_labels(target: &Target, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-/// Writes the lines of one per-target family for a group of targets into `out`.
-fn encode_family(family: usize, members: &[(&Target, &Entry)], out: &mut Vec<u8>) {
-    let (name, _, sample) = TARGET_FAMILIES[family];
+/// Writes the lines of one per-target family for a group's members into `out`.
+fn encode_family(family: usize, members: &[(Arc<Target>, Value)], out: &mut Vec<u8>) {
+    let (name, _, _) = TARGET_FAMILIES[family];
     out.clear();
-    for (target, entry) in members {
-        if let Some(value) = sample(&entry.status) {
-            out.extend_from_slice(name.as_bytes());
-            render_labels(target, out);
-            out.push(b' ');
-            value.write(out);
-            out.push(b'\n');
-        }
+    for (target, value) in members {
+        out.extend_from_slice(name.as_bytes());
+        render_labels(target, out);
+        out.push(b' ');
+        value.write(out);
+        out.push(b'\n');
     }
 }

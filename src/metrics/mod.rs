@@ -203,7 +203,7 @@ impl Store {
         self.targets()
             .map
             .iter()
-            .map(|(t, e)| (t.clone(), e.status.clone()))
+            .map(|(t, e)| (Target::clone(t), e.status.clone()))
             .collect()
     }
 }
@@ -270,6 +270,29 @@ mod tests {
             },
         );
         assert!(text(&store).contains(&format!("hss_registry_access_fail{series} 0\n")));
+    }
+
+    #[tokio::test]
+    async fn a_removed_account_gets_no_series_back_from_a_late_answer() {
+        let store = Store::new(Duration::from_secs(600));
+        let t = target();
+        store.add_targets([&t]);
+        store.record_request("prod", "cn-north-4", "200", Duration::from_millis(5));
+        assert!(text(&store).contains(r#"hss_exporter_api_requests_total{account="prod""#));
+        store.retain_targets(&HashSet::new());
+        // What a poll that was under way during the reload would write.
+        store.record_request("prod", "cn-north-4", "200", Duration::from_millis(5));
+        store.record_failure(&t, Reason::Timeout, "timed out");
+        store.set_suspended("prod", "cn-north-4", true);
+        store.record_success(
+            &t,
+            Statistics {
+                fail_num: 1,
+                success_num: 1,
+            },
+        );
+        let body = text(&store);
+        assert!(!body.contains(r#"account="prod""#), "{body}");
     }
 
     /// Only the per-target lines (the process metrics move on their own).

@@ -2,7 +2,8 @@
 //! suspensions, the configuration's state and the build, through the prometheus crate in a
 //! registry of their own. They are few, so they are encoded whole on every change.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use prometheus::core::Collector;
@@ -16,6 +17,10 @@ use crate::model::Reason;
 
 /// The per-account, configuration and build families.
 pub(super) struct SelfMetrics {
+    /// The (account, region) pairs configured now. Per-account series are written only for
+    /// these, under this lock, so that a late answer for an account a reload removed cannot
+    /// bring its series back.
+    live: Mutex<HashSet<(String, String)>>,
     /// Owns the families below; gathered for every encoding.
     registry: Registry,
     /// `hss_exporter_account_suspended{account,region}`.
@@ -117,6 +122,7 @@ impl SelfMetrics {
             registry.register(c).expect("unique metric");
         }
         SelfMetrics {
+            live: Mutex::new(HashSet::new()),
             registry,
             suspended,
             requests,
@@ -131,6 +137,8 @@ impl SelfMetrics {
     /// Makes an account's series exist from the start (at 0), so rates work from the first
     /// error on.
     pub(super) fn add_account(&self, account: &str, region: &str) {
+        let mut live = self.live();
+        live.insert((account.to_string(), region.to_string()));
         self.suspended.with_label_values(&[account, region]);
         for reason in Reason::ALL {
             self.poll_errors
@@ -140,6 +148,8 @@ impl SelfMetrics {
 
     /// Removes every series of an account that is no longer configured.
     pub(super) fn remove_account(&self, account: &str, region: &str) {
+        let mut live = self.live();
+        live.remove(&(account.to_string(), region.to_string()));
         let labels = [account, region];
         let _ = self.suspended.remove_label_values(&labels);
         let _ = self.duration.remove_label_values(&labels);
@@ -177,6 +187,10 @@ impl SelfMetrics {
         code: &str,
         elapsed: Duration,
     ) {
+        let live = self.live();
+        if !is_live(&live, account, region) {
+            return;
+        }
         self.requests
             .with_label_values(&[account, region, code])
             .inc();
@@ -186,6 +200,10 @@ impl SelfMetrics {
     }
 
     pub(super) fn record_poll_error(&self, account: &str, region: &str, reason: Reason) {
+        let live = self.live();
+        if !is_live(&live, account, region) {
+            return;
+        }
         self.poll_errors
             .with_label_values(&[account, region, reason.as_str()])
             .inc();
@@ -205,15 +223,30 @@ impl SelfMetrics {
     }
 
     pub(super) fn set_suspended(&self, account: &str, region: &str, suspended: bool) {
+        let live = self.live();
+        if !is_live(&live, account, region) {
+            return;
+        }
         self.suspended
             .with_label_values(&[account, region])
             .set(i64::from(suspended));
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashSet<(String, String)>> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The families as exposition text.
     pub(super) fn render(&self) -> Arc<Run> {
         render(&self.registry)
     }
+}
+
+fn is_live(live: &HashSet<(String, String)>, account: &str, region: &str) -> bool {
+    // Few accounts: a scan costs less than building an owned key for every request.
+    live.iter().any(|(a, r)| a == account && r == region)
 }
 
 /// A registry's families through the prometheus crate's text encoder.

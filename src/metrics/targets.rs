@@ -39,14 +39,16 @@ pub(super) struct Entry {
 /// Every target, and its encoding cut into groups and runs.
 #[derive(Default)]
 pub(super) struct Targets {
-    pub(super) map: BTreeMap<Target, Entry>,
+    /// Keys are shared with the encoder, which copies a group's members out of the lock.
+    pub(super) map: BTreeMap<Arc<Target>, Entry>,
     pub(super) groups: Vec<Group>,
     /// Per family, the runs of `RUN` groups' segments, assembled again after a change.
     pub(super) runs: [Vec<Option<Arc<Run>>>; 4],
     /// Targets came or went: the groups must be formed again.
     pub(super) regroup: bool,
-    /// Reused encoding buffer; segments are copied out of it at their exact size.
-    pub(super) scratch: Vec<u8>,
+    /// Bumped whenever the groups are formed again, so that an encoding that started
+    /// before does not store its pieces into groups that are no longer the same.
+    pub(super) layout: u64,
 }
 
 impl Targets {
@@ -69,6 +71,7 @@ impl Targets {
                 for (family, (b, a)) in before.iter().zip(&after).enumerate() {
                     if b != a {
                         g.encoded[family] = None;
+                        g.version[family] += 1;
                         if let Some(run) = self.runs[family].get_mut(entry.group / RUN) {
                             *run = None;
                         }
@@ -82,12 +85,12 @@ impl Targets {
     /// Adds the targets not yet known, with no state; returns how many were new.
     pub(super) fn add<'a>(&mut self, targets: impl IntoIterator<Item = &'a Target>) -> usize {
         // Built apart and appended: one sorted merge instead of a map insert per target.
-        let mut fresh: BTreeMap<Target, Entry> = targets
+        let mut fresh: BTreeMap<Arc<Target>, Entry> = targets
             .into_iter()
-            .filter(|target| !self.map.contains_key(target))
+            .filter(|target| !self.map.contains_key(*target))
             .map(|target| {
                 (
-                    target.clone(),
+                    Arc::new(target.clone()),
                     Entry {
                         status: TargetStatus::default(),
                         group: 0,
@@ -105,12 +108,12 @@ impl Targets {
 
     /// Forgets the targets `keep` says no to; returns them.
     pub(super) fn retain(&mut self, keep: impl Fn(&Target) -> bool) -> Vec<Target> {
-        let gone: Vec<Target> = self.map.keys().filter(|k| !keep(k)).cloned().collect();
+        let gone: Vec<Arc<Target>> = self.map.keys().filter(|k| !keep(k)).cloned().collect();
         for target in &gone {
             self.map.remove(target);
             self.regroup = true;
         }
-        gone
+        gone.into_iter().map(Arc::unwrap_or_clone).collect()
     }
 
     /// Marks stale the targets whose last success is `stale_after` old at `now`; returns
@@ -125,7 +128,7 @@ impl Targets {
                         .last_success_at
                         .is_some_and(|at| now.duration_since(at) >= stale_after)
             })
-            .map(|(target, _)| target.clone())
+            .map(|(target, _)| Target::clone(target))
             .collect();
         for target in &expired {
             self.touch(target, |status| status.stale = true);

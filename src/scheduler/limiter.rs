@@ -47,6 +47,24 @@ impl RateLimiter {
         }
     }
 
+    /// The limit, in calls per window.
+    pub fn limit(&self) -> u32 {
+        self.limit as u32
+    }
+
+    /// Calls made in the window that ends at `now`.
+    pub fn used(&self, now: Instant) -> usize {
+        self.calls
+            .iter()
+            .filter(|t| now.duration_since(**t) < self.window)
+            .count()
+    }
+
+    /// No call in the window that ends at `now`: forgetting this limiter loses nothing.
+    pub fn is_idle(&self, now: Instant) -> bool {
+        self.used(now) == 0
+    }
+
     /// Counts a call made at `at`.
     pub fn record(&mut self, at: Instant) {
         self.calls.push_back(at);
@@ -79,5 +97,8 @@ mod tests {
         let t1 = t0 + Duration::from_secs(61);
         l.record(t1);
         assert_eq!(l.next_free(t1), t1, "four calls remain in the window");
+        assert_eq!(l.used(t1), 1);
+        assert!(!l.is_idle(t1));
+        assert!(l.is_idle(t1 + RATE_WINDOW + RATE_MARGIN));
     }
 }

@@ -1,10 +1,14 @@
-//! Background polling: one worker per account (= per credential) spreads its targets over the
-//! interval, keeps every 60-second window within the account's rate limit (and the optional
-//! global one), backs off when throttled and stops before a failing key gets locked.
+//! Background polling within the API's rate limits. Calls are counted per credential and
+//! gateway ([`budget`]): every account that uses one credential at one gateway shares one
+//! budget and one worker, which polls their targets one at a time on a [`schedule`]: a first
+//! round as fast as the budget allows, then spread over the interval. Budgets back off when
+//! throttled and stop before a failing key gets locked ([`backoff`]), and outlive reloads.
 
 mod backoff;
+pub mod budget;
 mod limiter;
 pub mod plan;
+mod schedule;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -12,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,96 +25,196 @@ pub use backoff::{AUTH_FAILURES_BEFORE_SUSPENSION, AUTH_SUSPENSION};
 pub use limiter::{RateLimiter, RATE_MARGIN, RATE_WINDOW};
 pub use plan::{capacity_warnings, describe, min_interval};
 
-use crate::config::{Account, PollSettings, Settings};
+use crate::config::{PollSettings, Settings};
 use crate::hss::http_client;
 use crate::metrics::Store;
 use crate::model::Target;
+use budget::{Budget, BudgetKey, Group};
 use worker::Worker;
 
-/// The optional cap across all accounts; `None` inside when there is none.
+/// The optional cap across all budgets; `None` inside when there is none.
 type SharedLimiter = Arc<Mutex<Option<RateLimiter>>>;
 
-/// What a worker runs on: its account and the poll settings. Sent again on reload.
+/// What every worker shares: the HTTP client, the store and the global cap.
+#[derive(Clone)]
+struct Shared {
+    /// Its connection pool serves every account.
+    http: reqwest::Client,
+    /// Where results go.
+    store: Arc<Store>,
+    /// The cap across budgets (`poll.rate_limit_per_minute`).
+    global: SharedLimiter,
+}
+
+impl Shared {
+    fn new(settings: &Settings, store: Arc<Store>) -> Result<Shared, reqwest::Error> {
+        Ok(Shared {
+            http: http_client()?,
+            store,
+            global: Arc::new(Mutex::new(
+                settings
+                    .poll
+                    .global_rate_limit_per_minute
+                    .map(RateLimiter::per_minute),
+            )),
+        })
+    }
+}
+
+/// What a worker runs on: its budget group and the poll settings. Sent again on reload.
 #[derive(Debug, Clone, PartialEq)]
 struct Plan {
-    /// Shared: a plan is cloned into the worker and its update channel.
-    account: Arc<Account>,
+    group: Group,
     poll: PollSettings,
 }
 
-/// The account workers and the sweeper; [`Scheduler::apply`] moves them to new settings.
-pub struct Scheduler {
-    store: Arc<Store>,
-    /// Shared by every account's client.
-    http: reqwest::Client,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-    global: SharedLimiter,
-    accounts: HashMap<String, RunningAccount>,
+impl Plan {
+    /// Every target of the group, account by account in the order of the file.
+    fn targets(&self) -> Vec<Target> {
+        self.group
+            .accounts
+            .iter()
+            .flat_map(|a| a.targets.iter().cloned())
+            .collect()
+    }
 }
 
-struct RunningAccount {
+/// How many of the workers started with the exporter have not finished their first poll.
+#[derive(Debug)]
+pub struct FirstPolls {
+    pending: watch::Sender<usize>,
+}
+
+impl FirstPolls {
+    fn new(workers: usize) -> Arc<FirstPolls> {
+        Arc::new(FirstPolls {
+            pending: watch::Sender::new(workers),
+        })
+    }
+
+    /// One worker's first poll has ended, whatever its outcome.
+    fn done(&self) {
+        self.pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Waits until every worker's first poll has ended: each credential has been tried.
+    pub async fn wait(&self) {
+        let mut pending = self.pending.subscribe();
+        let _ = pending.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// A running worker of one budget.
+struct Running {
+    /// What it runs on now.
     plan: Plan,
+    /// Where reloaded plans go.
     updates: watch::Sender<Plan>,
-    /// A child of the root token: stops this account alone when it leaves the config.
+    /// A child of the root token: stops this worker alone when its budget leaves.
     cancel: CancellationToken,
+    /// To wait for it to end before its series are removed.
+    handle: JoinHandle<()>,
+}
+
+/// The budgets' workers and the sweeper; [`Scheduler::apply`] moves them to new settings.
+pub struct Scheduler {
+    /// The HTTP client, the store and the global cap, handed to every worker.
+    shared: Shared,
+    /// The root token: stops everything.
+    cancel: CancellationToken,
+    /// Owns every task, for shutdown.
+    tracker: TaskTracker,
+    /// Every budget in use, and those left by a reload whose calls still count.
+    budgets: HashMap<BudgetKey, Arc<Mutex<Budget>>>,
+    /// One worker per budget in use.
+    workers: HashMap<BudgetKey, Running>,
+    /// The first polls of the workers started with the exporter.
+    first_polls: Arc<FirstPolls>,
 }
 
 impl Scheduler {
-    /// Starts one worker per account and the stale-series sweeper, all owned by `tracker`.
+    /// Starts one worker per budget and the stale-series sweeper, all owned by `tracker`.
     pub fn start(
         settings: &Settings,
         store: Arc<Store>,
         cancel: &CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Scheduler, reqwest::Error> {
+        let groups = budget::groups(settings);
         let mut scheduler = Scheduler {
-            store: store.clone(),
-            http: http_client()?,
+            shared: Shared::new(settings, store.clone())?,
             cancel: cancel.clone(),
             tracker: tracker.clone(),
-            global: Arc::new(Mutex::new(None)),
-            accounts: HashMap::new(),
+            budgets: HashMap::new(),
+            workers: HashMap::new(),
+            first_polls: FirstPolls::new(groups.len()),
         };
-        scheduler.apply(settings);
+        store.add_targets(settings.targets());
+        for group in groups {
+            let plan = Plan {
+                group,
+                poll: settings.poll,
+            };
+            let first = Some(scheduler.first_polls.clone());
+            scheduler.spawn(plan, first);
+        }
         tracker.spawn(sweep(store, settings.poll.stale_after, cancel.clone()));
         Ok(scheduler)
     }
 
-    /// Moves to `settings`: removed targets lose their series at once, added ones start
-    /// polling, unchanged ones keep their values and their place in the schedule, and
-    /// changed credentials are used from the next request on.
-    pub fn apply(&mut self, settings: &Settings) {
-        let mut new_workers = Vec::new();
-        for account in &settings.accounts {
-            if !self.accounts.contains_key(&account.name) {
-                let plan = Plan {
-                    account: Arc::new(account.clone()),
-                    poll: settings.poll,
-                };
-                let cancel = self.cancel.child_token();
-                let (tx, rx) = watch::channel(plan.clone());
-                let worker = Worker::new(
-                    &plan,
-                    &self.http,
-                    self.store.clone(),
-                    self.global.clone(),
-                    cancel.clone(),
-                    Some(rx),
-                );
-                new_workers.push((
-                    RunningAccount {
-                        plan,
-                        updates: tx,
-                        cancel,
-                    },
-                    worker,
-                ));
+    /// The first polls of the workers started with the exporter, for readiness.
+    pub fn first_polls(&self) -> Arc<FirstPolls> {
+        self.first_polls.clone()
+    }
+
+    /// Moves to `settings`. Workers of budgets that are gone are stopped and awaited before
+    /// their series are removed, so no answer of theirs can bring a series back. Kept
+    /// budgets keep their window of calls and their targets' places in the schedule;
+    /// changed credentials are used from the next request on; added targets get a first
+    /// round at the speed of their budget.
+    pub async fn apply(&mut self, settings: &Settings) {
+        let names: HashSet<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
+        let removed: Vec<String> = self
+            .workers
+            .values()
+            .flat_map(|r| r.plan.group.accounts.iter())
+            .filter(|a| !names.contains(a.name.as_str()))
+            .map(|a| a.name.clone())
+            .collect();
+        let groups = budget::groups(settings);
+        let keys: HashSet<&BudgetKey> = groups.iter().map(|g| &g.key).collect();
+        let gone: Vec<BudgetKey> = self
+            .workers
+            .keys()
+            .filter(|k| !keys.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(running) = self.workers.remove(&key) {
+                running.cancel.cancel();
+                let _ = running.handle.await;
             }
         }
-        self.store.set_stale_after(settings.poll.stale_after);
+        let mut added = Vec::new();
+        for group in groups {
+            let plan = Plan {
+                group,
+                poll: settings.poll,
+            };
+            match self.workers.get_mut(&plan.group.key) {
+                Some(running) => {
+                    if running.plan != plan {
+                        running.plan = plan.clone();
+                        let _ = running.updates.send(plan);
+                    }
+                }
+                None => added.push(plan),
+            }
+        }
+        self.shared.store.set_stale_after(settings.poll.stale_after);
         {
             let mut global = self
+                .shared
                 .global
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -119,63 +225,70 @@ impl Scheduler {
             }
         }
         let keep: HashSet<&Target> = settings.targets().collect();
-        self.store.retain_targets(&keep);
-        self.store.add_targets(settings.targets());
-
-        let names: HashSet<&str> = settings.accounts.iter().map(|a| a.name.as_str()).collect();
-        self.accounts.retain(|name, running| {
-            let stays = names.contains(name.as_str());
-            if !stays {
-                running.cancel.cancel();
-                tracing::info!(account = %name, "account removed; its polling stopped");
-            }
-            stays
+        self.shared.store.retain_targets(&keep);
+        self.shared.store.add_targets(settings.targets());
+        for plan in added {
+            self.spawn(plan, None);
+        }
+        for account in removed {
+            tracing::info!(%account, "account removed; its polling stopped");
+        }
+        // A budget nobody uses any more is forgotten once its calls have left the window.
+        let now = Instant::now();
+        let workers = &self.workers;
+        self.budgets.retain(|key, budget| {
+            workers.contains_key(key)
+                || !budget
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .is_idle(now)
         });
-        for account in &settings.accounts {
-            if let Some(running) = self.accounts.get_mut(&account.name) {
-                let plan = Plan {
-                    account: Arc::new(account.clone()),
-                    poll: settings.poll,
-                };
-                if running.plan != plan {
-                    running.plan = plan.clone();
-                    let _ = running.updates.send(plan);
-                }
-            }
-        }
-        for (running, worker) in new_workers {
-            self.accounts
-                .insert(running.plan.account.name.clone(), running);
-            self.tracker.spawn(worker.run());
-        }
+    }
+
+    /// Starts the worker of `plan`'s budget, on the budget's remembered state if any.
+    fn spawn(&mut self, plan: Plan, first_polls: Option<Arc<FirstPolls>>) {
+        let key = plan.group.key.clone();
+        let budget = self
+            .budgets
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(Budget::new(plan.group.limit()))))
+            .clone();
+        let cancel = self.cancel.child_token();
+        let (updates, receiver) = watch::channel(plan.clone());
+        let worker = Worker::new(
+            plan.clone(),
+            self.shared.clone(),
+            budget,
+            cancel.clone(),
+            Some(receiver),
+            first_polls,
+        );
+        let handle = self.tracker.spawn(worker.run());
+        self.workers.insert(
+            key,
+            Running {
+                plan,
+                updates,
+                cancel,
+                handle,
+            },
+        );
     }
 }
 
 /// Polls every target once, within the rate limits; returns how many polls failed.
 pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, reqwest::Error> {
-    let global: SharedLimiter = Arc::new(Mutex::new(
-        settings
-            .poll
-            .global_rate_limit_per_minute
-            .map(RateLimiter::per_minute),
-    ));
+    let shared = Shared::new(settings, store.clone())?;
     let cancel = CancellationToken::new();
-    let http = http_client()?;
     store.add_targets(settings.targets());
     let mut handles = Vec::new();
-    for account in &settings.accounts {
+    for group in budget::groups(settings) {
+        let budget = Arc::new(Mutex::new(Budget::new(group.limit())));
         let plan = Plan {
-            account: Arc::new(account.clone()),
+            group,
             poll: settings.poll,
         };
-        let w = Worker::new(
-            &plan,
-            &http,
-            store.clone(),
-            global.clone(),
-            cancel.clone(),
-            None,
-        );
+        let w = Worker::new(plan, shared.clone(), budget, cancel.clone(), None, None);
         handles.push(tokio::spawn(w.run()));
     }
     for h in handles {

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::budget::groups;
 use crate::config::Settings;
 
 /// The shortest interval in which `targets` calls fit at `per_minute` calls a minute.
@@ -14,16 +15,21 @@ pub fn min_interval(targets: usize, per_minute: u32) -> Duration {
     Duration::from_secs(60 * targets as u64).div_f64(f64::from(per_minute))
 }
 
-/// Start-up warnings: rounds that cannot fit in the interval at the configured rates.
+/// Start-up warnings: rounds that cannot fit in the interval at the configured rates, per
+/// budget (accounts that share a credential share its calls) and for the global cap.
 pub fn capacity_warnings(settings: &Settings) -> Vec<String> {
     let interval = settings.poll.interval;
     let mut out = Vec::new();
-    for a in &settings.accounts {
-        let need = min_interval(a.targets.len(), a.rate_limit_per_minute);
+    for g in groups(settings) {
+        let (targets, limit) = (g.targets(), g.limit());
+        let need = min_interval(targets, limit);
         if need > interval {
+            let who = match g.accounts.as_slice() {
+                [one] => format!("account {:?}", one.name),
+                _ => format!("budget shared by accounts {} ({})", g.names(), g.key),
+            };
             out.push(format!(
-                "account {:?}: {} targets at {} calls/min need a poll.interval of at least {}; polling will run slower than the configured {}",
-                a.name, a.targets.len(), a.rate_limit_per_minute,
+                "{who}: {targets} targets at {limit} calls/min need a poll.interval of at least {}; polling will run slower than the configured {}",
                 humantime::format_duration(round_up(need)), humantime::format_duration(interval)
             ));
         }
@@ -42,7 +48,8 @@ pub fn capacity_warnings(settings: &Settings) -> Vec<String> {
 }
 
 /// What `check-config` prints: the totals, each account with its targets and the minimum
-/// interval its rate limit allows, and the capacity warnings.
+/// interval its rate limit allows, the budgets that accounts share with the minimum
+/// interval of each whole group, and the capacity warnings.
 pub fn describe(settings: &Settings) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -52,9 +59,10 @@ pub fn describe(settings: &Settings) -> String {
         settings.targets().count(),
         humantime::format_duration(settings.poll.interval)
     );
+    let groups = groups(settings);
     for a in &settings.accounts {
         let need = min_interval(a.targets.len(), a.rate_limit_per_minute);
-        let _ = writeln!(
+        let _ = write!(
             out,
             "account {} (region {}, {} auth, {} calls/min, endpoint {}): {} targets, minimum interval {}",
             a.name,
@@ -65,9 +73,34 @@ pub fn describe(settings: &Settings) -> String {
             a.targets.len(),
             humantime::format_duration(round_up(need))
         );
+        let others: Vec<&str> = groups
+            .iter()
+            .find(|g| g.accounts.iter().any(|m| m.name == a.name))
+            .map(|g| {
+                g.accounts
+                    .iter()
+                    .filter(|m| m.name != a.name)
+                    .map(|m| m.name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !others.is_empty() {
+            let _ = write!(out, "; shares its budget with {}", others.join(", "));
+        }
+        out.push('\n');
         for t in &a.targets {
             let _ = writeln!(out, "  {t}");
         }
+    }
+    for g in groups.iter().filter(|g| g.accounts.len() > 1) {
+        let (targets, limit) = (g.targets(), g.limit());
+        let _ = writeln!(
+            out,
+            "budget {}: shared by accounts {}: {targets} targets at {limit} calls/min, minimum interval {}",
+            g.key,
+            g.names(),
+            humantime::format_duration(round_up(min_interval(targets, limit)))
+        );
     }
     for w in capacity_warnings(settings) {
         let _ = writeln!(out, "warning: {w}");
@@ -84,6 +117,16 @@ fn round_up(d: Duration) -> Duration {
 mod tests {
     use super::*;
 
+    fn settings(yaml: &str) -> Settings {
+        let env = [
+            ("T".to_string(), "x".to_string()),
+            ("AK".to_string(), "AK0000000000000000001".to_string()),
+            ("SK".to_string(), "sk".to_string()),
+        ]
+        .into();
+        crate::config::load_str(yaml, &env).unwrap()
+    }
+
     #[test]
     fn computes_the_minimum_interval() {
         assert_eq!(min_interval(12, 5), Duration::from_secs(144));
@@ -93,7 +136,8 @@ mod tests {
 
     #[test]
     fn describes_accounts_targets_and_warnings() {
-        let yaml = r"
+        let text = describe(&settings(
+            r"
 poll: { interval: 1m }
 accounts:
   - name: prod
@@ -102,10 +146,8 @@ accounts:
     projects:
       - project_id: p1
         registry_types: [Harbor, Jfrog, Other, SwrPrivate, SwrShared, SwrEnterprise]
-";
-        let env = [("T".to_string(), "x".to_string())].into();
-        let settings = crate::config::load_str(yaml, &env).unwrap();
-        let text = describe(&settings);
+",
+        ));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
@@ -118,5 +160,68 @@ accounts:
             lines[8].starts_with("warning: account \"prod\": 6 targets at 5 calls/min need a poll.interval of at least 1m 12s"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_shared_key_is_one_budget_with_the_minimum_interval_of_the_group() {
+        let text = describe(&settings(
+            r"
+poll: { interval: 3m }
+accounts:
+  - name: team-a
+    region: cn-north-4
+    rate_limit_per_minute: 6
+    auth: { ak_sk: { access_key_env: AK, secret_key_env: SK } }
+    projects: [{ project_id: p1, registry_types: [Harbor, Jfrog, Other] }]
+  - name: team-b
+    region: cn-north-4
+    auth: { ak_sk: { access_key_env: AK, secret_key_env: SK } }
+    projects: [{ project_id: p2, registry_types: [Harbor, Jfrog, Other, SwrPrivate, SwrShared, SwrEnterprise] }]
+",
+        ));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].ends_with("3 targets, minimum interval 30s; shares its budget with team-b"),
+            "{text}"
+        );
+        let budget = lines
+            .iter()
+            .find(|l| l.starts_with("budget "))
+            .expect(&text);
+        assert!(
+            budget.starts_with("budget access key #")
+                && budget.ends_with(" at hss.cn-north-4.myhuaweicloud.com:443: shared by accounts team-a, team-b: 9 targets at 5 calls/min, minimum interval 1m 48s"),
+            "{budget}"
+        );
+        assert!(
+            !text.contains("AK0000000000000000001"),
+            "the access key is not printed"
+        );
+        assert!(
+            !text.contains("warning"),
+            "9 targets at 5/min fit in 3m: {text}"
+        );
+        let tight = describe(&settings(&text_config_with_interval("1m")));
+        assert!(
+            tight.contains("warning: budget shared by accounts team-a, team-b (access key #"),
+            "{tight}"
+        );
+    }
+
+    fn text_config_with_interval(interval: &str) -> String {
+        format!(
+            r"
+poll: {{ interval: {interval} }}
+accounts:
+  - name: team-a
+    region: cn-north-4
+    auth: {{ ak_sk: {{ access_key_env: AK, secret_key_env: SK }} }}
+    projects: [{{ project_id: p1, registry_types: [Harbor, Jfrog, Other] }}]
+  - name: team-b
+    region: cn-north-4
+    auth: {{ ak_sk: {{ access_key_env: AK, secret_key_env: SK }} }}
+    projects: [{{ project_id: p2, registry_types: [Harbor, Jfrog, Other] }}]
+"
+        )
     }
 }

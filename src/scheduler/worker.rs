@@ -1,9 +1,9 @@
-//! One account's worker: polls its targets one request at a time, each when due, within
-//! the account's rate limit and the global cap, retrying a transient failure once and
-//! obeying the back-off state.
+//! One budget's worker: polls the targets of every account that shares a credential and
+//! gateway, one request at a time, each when its schedule says and the budget (and the
+//! global cap) allows, retrying a transient failure once and obeying the budget's pauses.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
@@ -11,190 +11,186 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::{AuthVerdict, Backoff};
-use super::limiter::RateLimiter;
-use super::{Plan, SharedLimiter};
+use super::backoff::AuthVerdict;
+use super::budget::Budget;
+use super::schedule::Schedule;
+use super::{FirstPolls, Plan, Shared};
+use crate::config::Account;
 use crate::hss::{ApiError, HssClient};
-use crate::metrics::Store;
 use crate::model::Target;
 
 /// A transient failure is retried once after a pause drawn from this range.
 const RETRY_PAUSE_MS: std::ops::Range<u64> = 1000..3000;
 
-/// When a target is due; slot `i` is target `i` of the worker's plan.
-struct Slot {
-    due: Instant,
+/// An account of the group and the client its requests go through.
+struct Member {
+    /// Labels, endpoint and credentials.
+    account: Arc<Account>,
+    /// Built from the account's endpoint and credentials; rebuilt when they change.
+    client: HssClient,
 }
 
-/// Polls the targets of one account, one request at a time.
+/// Polls the targets of one budget group, one request at a time.
 pub(super) struct Worker {
-    /// The account's name and region: its per-account series' labels.
-    name: String,
-    region: String,
-    /// The account's endpoint and credentials; replaced when either changes.
-    client: HssClient,
-    /// The shared HTTP client, for a new [`HssClient`] when the credentials change.
-    http: reqwest::Client,
-    /// Where results go.
-    store: Arc<Store>,
-    /// This account's calls of the last minute.
-    limiter: RateLimiter,
-    /// Shared by all accounts; holds a limiter when `poll.rate_limit_per_minute` is set.
-    global: SharedLimiter,
-    /// Slot `i` is when target `i` of the plan is due.
-    slots: Vec<Slot>,
-    /// The account and poll settings this worker runs on.
+    /// The budget in logs: kind and fingerprint of the credential, and the gateway.
+    label: String,
+    /// The group's accounts by name.
+    members: HashMap<String, Member>,
+    /// The HTTP client (for a new [`HssClient`] when credentials change), the store and
+    /// the global cap.
+    shared: Shared,
+    /// The credential's window and pauses; the scheduler keeps it across reloads.
+    budget: Arc<Mutex<Budget>>,
+    /// When each target is due.
+    schedule: Schedule<Target>,
+    /// The group and poll settings this worker runs on.
     plan: Plan,
     /// New plans on reload; `None` when polling every target once, then ending.
     updates: Option<watch::Receiver<Plan>>,
-    /// Pauses after throttling and suspensions after authentication failures.
-    backoff: Backoff,
-    /// Stops this worker: its account left the configuration, or the exporter stops.
+    /// Told when this worker's first poll has ended, for readiness.
+    first_polls: Option<Arc<FirstPolls>>,
+    /// Stops this worker: its budget left the configuration, or the exporter stops.
     cancel: CancellationToken,
 }
 
 impl Worker {
     pub(super) fn new(
-        plan: &Plan,
-        http: &reqwest::Client,
-        store: Arc<Store>,
-        global: SharedLimiter,
+        plan: Plan,
+        shared: Shared,
+        budget: Arc<Mutex<Budget>>,
         cancel: CancellationToken,
         updates: Option<watch::Receiver<Plan>>,
+        first_polls: Option<Arc<FirstPolls>>,
     ) -> Self {
-        let (account, poll) = (&plan.account, &plan.poll);
-        let start = Instant::now();
-        let n = account.targets.len().max(1) as u32;
-        let once = updates.is_none();
-        let slots = account
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(i, _)| Slot {
-                // Spread over the interval so the API sees a steady trickle, not a burst.
-                due: if once {
-                    start
-                } else {
-                    start + poll.interval * i as u32 / n
-                },
-            })
-            .collect();
-        Worker {
-            name: account.name.clone(),
-            region: account.region.clone(),
-            client: HssClient::new(&account.endpoint, &account.credentials, poll.timeout, http),
-            http: http.clone(),
-            store,
-            limiter: RateLimiter::per_minute(account.rate_limit_per_minute),
-            global,
-            slots,
-            plan: plan.clone(),
+        let limit = plan.group.limit();
+        lock(&budget).limiter.set_limit(limit);
+        let schedule = Schedule::new(plan.targets(), plan.poll.interval, limit, Instant::now());
+        let mut worker = Worker {
+            label: plan.group.key.to_string(),
+            members: HashMap::new(),
+            shared,
+            budget,
+            schedule,
+            plan,
             updates,
-            backoff: Backoff::default(),
+            first_polls,
             cancel,
-        }
+        };
+        worker.members = worker.build_members(&HashMap::new());
+        worker
     }
 
-    /// Takes a reloaded plan: keeps the due time of every target that stays, spreads new
-    /// ones over the interval, and starts afresh with new credentials.
-    fn replan(&mut self, plan: Plan) {
-        let (old, new) = (&self.plan.account, &plan.account);
-        let credentials_changed = old.credentials != new.credentials
-            || old.endpoint != new.endpoint
-            || self.plan.poll.timeout != plan.poll.timeout;
-        if credentials_changed {
-            self.client = HssClient::new(
-                &new.endpoint,
-                &new.credentials,
-                plan.poll.timeout,
-                &self.http,
-            );
-            if self.backoff.new_credentials() {
-                self.store.set_suspended(&self.name, &self.region, false);
-            }
-            tracing::info!(account = %self.name, "new credentials or endpoint in use");
-        }
-        self.limiter.set_limit(new.rate_limit_per_minute);
-        self.region = new.region.clone();
-        let now = Instant::now();
-        let mut due: HashMap<&Target, Instant> = old
-            .targets
+    /// The members of the plan, keeping the clients of `old` whose account's endpoint,
+    /// credentials and timeout stay the same.
+    fn build_members(&self, old: &HashMap<String, Member>) -> HashMap<String, Member> {
+        let timeout = self.plan.poll.timeout;
+        self.plan
+            .group
+            .accounts
             .iter()
-            .zip(&self.slots)
-            .map(|(t, s)| (t, s.due))
-            .collect();
-        let added = new
-            .targets
-            .iter()
-            .filter(|t| !due.contains_key(t))
-            .count()
-            .max(1) as u32;
-        let mut k = 0;
-        let slots = new
-            .targets
-            .iter()
-            .map(|t| Slot {
-                due: due.remove(t).unwrap_or_else(|| {
-                    k += 1;
-                    now + plan.poll.interval * (k - 1) / added
-                }),
+            .map(|account| {
+                let client = match old.get(&account.name) {
+                    Some(m)
+                        if m.account.endpoint == account.endpoint
+                            && m.account.credentials == account.credentials
+                            && self.plan.poll.timeout == timeout =>
+                    {
+                        m.client.clone()
+                    }
+                    _ => HssClient::new(
+                        &account.endpoint,
+                        &account.credentials,
+                        timeout,
+                        &self.shared.http,
+                    ),
+                };
+                let member = Member {
+                    account: account.clone(),
+                    client,
+                };
+                (account.name.clone(), member)
             })
-            .collect();
-        self.slots = slots;
+            .collect()
+    }
+
+    /// Takes a reloaded plan: targets that stay keep their place in the schedule, added
+    /// ones get a first round, and new credentials end a suspension.
+    fn replan(&mut self, plan: Plan) {
+        let timeout_changed = plan.poll.timeout != self.plan.poll.timeout;
+        let new_credentials = plan.group.accounts.iter().any(|a| {
+            self.members.get(&a.name).is_some_and(|m| {
+                m.account.credentials != a.credentials || m.account.endpoint != a.endpoint
+            })
+        });
+        let limit = plan.group.limit();
+        self.schedule
+            .replan(plan.targets(), plan.poll.interval, limit, Instant::now());
         self.plan = plan;
+        let old = std::mem::take(&mut self.members);
+        self.members = if timeout_changed {
+            self.build_members(&HashMap::new())
+        } else {
+            self.build_members(&old)
+        };
+        let ended_suspension = {
+            let mut budget = lock(&self.budget);
+            budget.limiter.set_limit(limit);
+            new_credentials && budget.backoff.new_credentials()
+        };
+        if new_credentials {
+            tracing::info!(budget = %self.label, "new credentials or endpoint in use");
+        }
+        if ended_suspension {
+            self.set_suspended(false);
+        }
         self.publish_next_polls();
     }
 
     /// Polls until cancelled; with no updates channel, polls every target once and ends.
     pub(super) async fn run(mut self) {
         self.publish_next_polls();
-        if self.updates.is_none() {
-            for i in 0..self.slots.len() {
-                if self.backoff.is_suspended() {
-                    let target = self.plan.account.targets[i].clone();
-                    self.store.mark_down(
-                        &target,
-                        "not polled: account suspended after repeated authentication failures",
-                    );
-                    continue;
-                }
-                if self.poll(i).await.is_none() {
+        loop {
+            let now = Instant::now();
+            let once = self.updates.is_none();
+            let next = if once {
+                // Every target once: only those not polled yet, in their first-round order.
+                (0..self.schedule.len())
+                    .filter(|&i| self.schedule.is_first(i))
+                    .min_by_key(|&i| self.schedule.due(i))
+                    .map(|i| (i, self.schedule.due(i)))
+            } else {
+                self.schedule.next(now)
+            };
+            let Some((i, due)) = next else {
+                return self.told_first_polls();
+            };
+            if once && self.suspended() {
+                let target = self.schedule.key(i).clone();
+                self.shared.store.mark_down(
+                    &target,
+                    "not polled: account suspended after repeated authentication failures",
+                );
+                self.schedule.polled(i, now);
+                continue;
+            }
+            // Wake when the target is due and the budget would let a call through; then
+            // choose again, in case a first-round target became due meanwhile.
+            let wake = due.max(self.permit_at(now));
+            if wake > now {
+                if !self.wait(wake).await {
                     return;
                 }
+                continue;
             }
-            return;
-        }
-        loop {
-            let Some(i) = (0..self.slots.len()).min_by_key(|&i| self.slots[i].due) else {
-                return;
-            };
-            let planned = self.slots[i].due;
-            let wake = self
-                .backoff
-                .hold_until()
-                .map_or(planned, |h| h.max(planned));
-            let updates = self
-                .updates
-                .as_mut()
-                .expect("a scheduled worker has updates");
-            tokio::select! {
-                () = self.cancel.cancelled() => return,
-                () = sleep_until(wake) => {}
-                changed = updates.changed() => {
-                    if changed.is_ok() {
-                        let plan = updates.borrow_and_update().clone();
-                        self.replan(plan);
-                    }
-                    continue;
-                }
-            }
-            let hold_before = self.backoff.hold_until();
+            let started = Instant::now();
             if self.poll(i).await.is_none() {
                 return;
             }
-            self.slots[i].due = (planned + self.plan.poll.interval).max(Instant::now());
-            // Every target's next poll moves only when a pause began; otherwise just this one.
-            if self.backoff.hold_until() == hold_before {
+            self.told_first_polls();
+            let hold_before = lock(&self.budget).backoff.hold_until();
+            self.schedule.polled(i, started);
+            // A pause that began holds back every target: the page shows them all later.
+            if lock(&self.budget).backoff.hold_until() == hold_before {
                 self.publish_next_poll(i);
             } else {
                 self.publish_next_polls();
@@ -202,65 +198,90 @@ impl Worker {
         }
     }
 
-    /// One poll of slot `i`, with its allowed retries; `None` when cancelled.
+    /// Sleeps until `wake`, taking a reloaded plan if one comes first; `false` when
+    /// cancelled.
+    async fn wait(&mut self, wake: Instant) -> bool {
+        let Some(updates) = self.updates.as_mut() else {
+            return self.unless_cancelled(sleep_until(wake)).await.is_some();
+        };
+        tokio::select! {
+            () = self.cancel.cancelled() => return false,
+            () = sleep_until(wake) => {}
+            changed = updates.changed() => {
+                if changed.is_ok() {
+                    let plan = updates.borrow_and_update().clone();
+                    self.replan(plan);
+                }
+            }
+        }
+        true
+    }
+
+    /// Counts this worker's first poll towards readiness, once.
+    fn told_first_polls(&mut self) {
+        if let Some(first) = self.first_polls.take() {
+            first.done();
+        }
+    }
+
+    /// One poll of entry `i`, with its allowed retries; `None` when cancelled.
     async fn poll(&mut self, i: usize) -> Option<()> {
-        // The plan is shared: holding it keeps the target while `self` changes.
-        let account = self.plan.account.clone();
-        let target = &account.targets[i];
+        let target = self.schedule.key(i).clone();
+        let Some(member) = self.members.get(&target.account) else {
+            return Some(());
+        };
+        let (client, region) = (member.client.clone(), member.account.region.clone());
         let mut retried = false;
         let mut refreshed = false;
         loop {
-            let auth = match self
-                .client
-                .authenticator()
-                .for_project(&target.project_id)
-                .await
-            {
+            let auth = match client.authenticator().for_project(&target.project_id).await {
                 Ok(auth) => auth,
                 Err(e) => {
                     if e.is_transient() && !retried {
                         retried = true;
-                        self.pause_before_retry(target, &e).await?;
+                        self.pause_before_retry(&target, &e).await?;
                         continue;
                     }
-                    self.fail(target, &e);
+                    self.fail(&target, &e);
                     return Some(());
                 }
             };
             self.wait_for_permit().await?;
-            let exchange = self
-                .unless_cancelled(self.client.fetch(target, &auth))
-                .await?;
-            self.store
-                .record_request(&self.name, &self.region, &exchange.code, exchange.elapsed);
+            let exchange = self.unless_cancelled(client.fetch(&target, &auth)).await?;
+            self.shared.store.record_request(
+                &target.account,
+                &region,
+                &exchange.code,
+                exchange.elapsed,
+            );
             match exchange.result {
                 Ok(stats) => {
-                    self.backoff.succeeded();
+                    lock(&self.budget).backoff.succeeded();
                     tracing::debug!(%target, fail_num = stats.fail_num, success_num = stats.success_num, "polled");
-                    self.store.record_success(target, stats);
+                    self.shared.store.record_success(&target, stats);
                     return Some(());
                 }
                 // An IAM token may have been revoked or expired early: fetch a new one and try
-                // once more, but only when the key has no failure streak.
+                // once more, but only when the credential has no failure streak.
                 Err(ApiError::Auth { .. })
-                    if self.client.authenticator().can_refresh()
+                    if client.authenticator().can_refresh()
                         && !refreshed
-                        && self.backoff.may_fetch_new_token() =>
+                        && lock(&self.budget).backoff.may_fetch_new_token() =>
                 {
                     refreshed = true;
-                    self.backoff.token_refused();
+                    lock(&self.budget).backoff.token_refused();
                     tracing::info!(%target, "token refused; fetching a new one");
-                    self.client
+                    client
                         .authenticator()
                         .refused(&target.project_id, &auth)
                         .await;
                 }
                 Err(e) if e.is_transient() && !retried => {
                     retried = true;
-                    self.pause_before_retry(target, &e).await?;
+                    self.pause_before_retry(&target, &e).await?;
                 }
                 Err(e) => {
-                    self.fail(target, &e);
+                    self.fail(&target, &e);
                     return Some(());
                 }
             }
@@ -268,26 +289,34 @@ impl Worker {
     }
 
     fn fail(&mut self, target: &Target, error: &ApiError) {
-        self.store
+        self.shared
+            .store
             .record_failure(target, error.reason(), &error.to_string());
+        let now = Instant::now();
         match error {
             ApiError::Auth {
                 request_id, code, ..
-            } => match self.backoff.auth_failed(Instant::now()) {
-                AuthVerdict::Warn => tracing::warn!(%target, %error, "authentication refused"),
-                AuthVerdict::Suspend { pause, first } => {
-                    self.suspend(target, pause, first, request_id, code, error);
+            } => {
+                let verdict = lock(&self.budget).backoff.auth_failed(now);
+                match verdict {
+                    AuthVerdict::Warn => {
+                        tracing::warn!(%target, %error, "authentication refused");
+                    }
+                    AuthVerdict::Suspend { pause, first } => {
+                        self.suspend(target, pause, first, request_id, code, error);
+                    }
                 }
-            },
+            }
             ApiError::Throttled { retry_after, .. } => {
-                let wait = self.backoff.throttled(*retry_after, Instant::now());
-                tracing::warn!(%target, %error, pause = %humantime::format_duration(wait), "throttled by the API; pausing this account");
+                let wait = lock(&self.budget).backoff.throttled(*retry_after, now);
+                tracing::warn!(%target, %error, budget = %self.label, pause = %humantime::format_duration(wait), "throttled by the API; pausing every account of this credential");
             }
             _ => tracing::warn!(%target, %error, "poll failed"),
         }
     }
 
-    /// Marks every other target down with the reason and says so, once loudly.
+    /// Marks every other target of the budget down with the reason and says so, once
+    /// loudly.
     fn suspend(
         &self,
         target: &Target,
@@ -297,22 +326,37 @@ impl Worker {
         code: &str,
         error: &ApiError,
     ) {
-        self.store.set_suspended(&self.name, &self.region, true);
-        let failures = self.backoff.auth_failures();
+        self.set_suspended(true);
+        let failures = lock(&self.budget).backoff.auth_failures();
         let why = format!(
             "account suspended for {} after {failures} consecutive authentication failures (last: {error})",
             humantime::format_duration(pause),
         );
-        for t in &self.plan.account.targets {
+        for i in 0..self.schedule.len() {
+            let t = self.schedule.key(i);
             if t != target {
-                self.store.mark_down(t, &why);
+                self.shared.store.mark_down(t, &why);
             }
         }
+        let accounts = self.plan.group.names();
         if first {
-            tracing::error!(account = %self.name, region = %self.region, %request_id, %code, pause = %humantime::format_duration(pause),
-                "authentication refused {failures} times in a row; suspending this account so the API does not lock its key (check the credentials)");
+            tracing::error!(%accounts, budget = %self.label, %request_id, %code, pause = %humantime::format_duration(pause),
+                "authentication refused {failures} times in a row; suspending the accounts of this credential so the API does not lock its key (check the credentials)");
         } else {
-            tracing::warn!(account = %self.name, %request_id, pause = %humantime::format_duration(pause), "authentication still refused; suspending again");
+            tracing::warn!(%accounts, budget = %self.label, %request_id, pause = %humantime::format_duration(pause), "authentication still refused; suspending again");
+        }
+    }
+
+    fn suspended(&self) -> bool {
+        lock(&self.budget).backoff.is_suspended()
+    }
+
+    /// `hss_exporter_account_suspended` of every account of the budget.
+    fn set_suspended(&self, suspended: bool) {
+        for a in &self.plan.group.accounts {
+            self.shared
+                .store
+                .set_suspended(&a.name, &a.region, suspended);
         }
     }
 
@@ -332,51 +376,70 @@ impl Worker {
 
     /// Shows on the status page when each target will be polled, pauses included.
     fn publish_next_polls(&self) {
-        for i in 0..self.slots.len() {
+        for i in 0..self.schedule.len() {
             self.publish_next_poll(i);
         }
     }
 
     fn publish_next_poll(&self, i: usize) {
-        let slot = &self.slots[i];
-        let at = self
+        let due = self.schedule.due(i);
+        let at = lock(&self.budget)
             .backoff
             .hold_until()
-            .map_or(slot.due, |h| h.max(slot.due));
-        self.store
-            .set_next_poll(&self.plan.account.targets[i], wall_clock_at(at));
+            .map_or(due, |h| h.max(due));
+        self.shared
+            .store
+            .set_next_poll(self.schedule.key(i), wall_clock_at(at));
     }
 
-    /// Waits until this account (and the global cap) may make one more call, and takes it.
+    /// When one more call would be allowed, by the budget, its pauses and the global cap.
+    fn permit_at(&self, now: Instant) -> Instant {
+        let budget = lock(&self.budget);
+        let mut at = budget.limiter.next_free(now);
+        if let Some(h) = budget.backoff.hold_until() {
+            at = at.max(h);
+        }
+        drop(budget);
+        if let Some(g) = lock(&self.shared.global).as_ref() {
+            at = at.max(g.next_free(now));
+        }
+        at
+    }
+
+    /// Waits until this budget (and the global cap) may make one more call, and takes it.
     async fn wait_for_permit(&mut self) -> Option<()> {
         loop {
             let now = Instant::now();
-            let mut at = self.limiter.next_free(now);
-            if let Some(h) = self.backoff.hold_until() {
-                at = at.max(h);
-            }
-            if let Some(g) = self
-                .global
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_mut()
-            {
-                at = at.max(g.next_free(now));
-                if at <= now {
+            let at = self.permit_at(now);
+            if at <= now {
+                // The global cap is shared: take it and the budget's together, or neither.
+                let mut global = lock(&self.shared.global);
+                if let Some(g) = global.as_mut() {
+                    if g.next_free(now) > now {
+                        continue;
+                    }
                     g.record(now);
                 }
-            }
-            if at <= now {
-                self.limiter.record(now);
-                if self.backoff.resume() {
-                    self.store.set_suspended(&self.name, &self.region, false);
-                    tracing::info!(account = %self.name, "suspension over; trying the credentials again");
+                drop(global);
+                let resumed = {
+                    let mut budget = lock(&self.budget);
+                    budget.limiter.record(now);
+                    budget.backoff.resume()
+                };
+                if resumed {
+                    self.set_suspended(false);
+                    tracing::info!(accounts = %self.plan.group.names(), "suspension over; trying the credentials again");
                 }
                 return Some(());
             }
             self.unless_cancelled(sleep_until(at)).await?;
         }
     }
+}
+
+/// Locks a mutex whose holder may have panicked: the data stays usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The wall-clock time of a monotonic instant, for the status page.
