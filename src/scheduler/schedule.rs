@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::limiter::RATE_WINDOW;
+use super::limiter::{RATE_MARGIN, RATE_WINDOW};
 
 /// One target's times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +147,11 @@ impl<K: Clone + Eq + Hash> Schedule<K> {
     }
 
     /// `keys` join in a first round from `now`: the first `per_minute` at once, then one a
-    /// budget step apart; their anchors are spread over the interval.
+    /// budget step apart (the limiter's window over the limit, so that it never has to hold
+    /// one back); their anchors are spread over the interval.
     fn add_first_round(&mut self, keys: Vec<K>, now: Instant) {
         let n = keys.len() as u32;
-        let step = RATE_WINDOW / self.per_minute;
+        let step = (RATE_WINDOW + RATE_MARGIN) / self.per_minute;
         for (k, key) in keys.into_iter().enumerate() {
             let k = k as u32;
             let due = if k < self.per_minute {
@@ -202,7 +203,7 @@ mod tests {
         let start = Instant::now();
         let mut s = Schedule::new((0..12).collect(), 5 * MIN, 5, start);
         let dues: Vec<u64> = (0..12).map(|i| secs(start, s.due(i))).collect();
-        assert_eq!(dues, [0, 0, 0, 0, 0, 60, 72, 84, 96, 108, 120, 132]);
+        assert_eq!(dues, [0, 0, 0, 0, 0, 61, 73, 85, 97, 109, 122, 134]);
         let polls = run(&mut s, start, 15 * MIN);
         // After the first round every target is polled once an interval, 25 s apart.
         let later: Vec<u64> = polls[12..24].iter().map(|&(_, t)| t).collect();
@@ -305,7 +306,7 @@ mod tests {
         s.replan(vec![2, 3, 1, 4, 5], MIN, 2, now);
         assert_eq!(
             dues(&s, start),
-            [(1, 60), (2, 30), (3, 5), (4, 5), (5, 65)],
+            [(1, 60), (2, 30), (3, 5), (4, 5), (5, 66)],
             "kept ones keep their place; added ones go at the budget pace"
         );
         assert_eq!((0..5).filter(|&i| s.is_first(i)).count(), 3);
