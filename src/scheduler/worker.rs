@@ -80,8 +80,8 @@ impl Worker {
         worker
     }
 
-    /// The members of the plan, keeping the clients of `old` whose account's endpoint,
-    /// credentials and timeout stay the same.
+    /// The members of the plan, keeping the clients of `old` whose account's endpoint and
+    /// credentials stay the same (pass none when the timeout changed).
     fn build_members(&self, old: &HashMap<String, Member>) -> HashMap<String, Member> {
         let timeout = self.plan.poll.timeout;
         self.plan
@@ -92,8 +92,7 @@ impl Worker {
                 let client = match old.get(&account.name) {
                     Some(m)
                         if m.account.endpoint == account.endpoint
-                            && m.account.credentials == account.credentials
-                            && self.plan.poll.timeout == timeout =>
+                            && m.account.credentials == account.credentials =>
                     {
                         m.client.clone()
                     }
@@ -142,6 +141,9 @@ impl Worker {
         }
         if ended_suspension {
             self.set_suspended(false);
+        } else if self.suspended() {
+            // Accounts that joined a suspended credential are suspended with it.
+            self.set_suspended(true);
         }
         self.publish_next_polls();
     }
