@@ -36,22 +36,20 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-const GOOD: &str = r#"
-poll: { interval: 1m, timeout: 2s, stale_after: 5m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]
-"#;
+/// Account `prod` with project P1 and these registry types.
+fn config(types: &[&str]) -> Config {
+    Config::new().account(account("prod").project(P1, types))
+}
 
 #[tokio::test]
 async fn check_config_prints_targets_and_the_minimum_interval() {
     let dir = tempfile::tempdir().unwrap();
-    let path = config_file(&dir, &GOOD.replace("{API}", "http://127.0.0.1:1"));
+    let path = config_file(
+        &dir,
+        &config(ALL_TYPES)
+            .yaml()
+            .replace("{API}", "http://127.0.0.1:1"),
+    );
     let out = run(&["check-config", "--config", &path]).await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
@@ -71,7 +69,9 @@ async fn check_config_prints_targets_and_the_minimum_interval() {
 #[tokio::test]
 async fn bad_configs_are_refused_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();
-    let good = GOOD.replace("{API}", "http://127.0.0.1:1");
+    let good = config(ALL_TYPES)
+        .yaml()
+        .replace("{API}", "http://127.0.0.1:1");
     let cases = [
         (
             good.replace("Harbor,", "Harbour,"),
@@ -121,10 +121,9 @@ async fn once_polls_every_target_prints_the_exposition_and_reports_failures() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, RegistryType::Harbor, 1, 4);
     let dir = tempfile::tempdir().unwrap();
-    let yaml = GOOD.replace("{API}", &server.url()).replace(
-        "[Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]",
-        "[Harbor, Jfrog]",
-    );
+    let yaml = config(&["Harbor", "Jfrog"])
+        .yaml()
+        .replace("{API}", &server.url());
     let path = config_file(&dir, &yaml);
     let out = run(&["once", "--config", &path]).await;
     let stdout = text(&out.stdout);
@@ -295,15 +294,14 @@ async fn sighup_reloads_the_configuration() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, RegistryType::Harbor, 1, 4);
     let dir = tempfile::tempdir().unwrap();
-    let yaml = GOOD.replace("{API}", &server.url()).replace(
-        "[Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]",
-        "[Harbor, Jfrog]",
-    );
-    let yaml = yaml.replace(
-        "    region: cn-north-4\n",
-        "    region: cn-north-4\n    rate_limit_per_minute: 60\n",
-    );
-    let path = config_file(&dir, &yaml.replace("interval: 1m", "interval: 2s"));
+    let yaml = |types: &[&str]| {
+        Config::new()
+            .poll("2s", "2s", "5m")
+            .account(account("prod").rate(60).project(P1, types))
+            .yaml()
+            .replace("{API}", &server.url())
+    };
+    let path = config_file(&dir, &yaml(&["Harbor", "Jfrog"]));
     let mut child = Command::new(BIN)
         .args([
             "--config",
@@ -356,12 +354,7 @@ async fn sighup_reloads_the_configuration() {
     }))
     .await;
 
-    std::fs::write(
-        &path,
-        yaml.replace("interval: 1m", "interval: 2s")
-            .replace("[Harbor, Jfrog]", "[Harbor]"),
-    )
-    .unwrap();
+    std::fs::write(&path, yaml(&["Harbor"])).unwrap();
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-HUP", &pid])

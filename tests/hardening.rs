@@ -10,16 +10,11 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-const CONFIG: &str = r#"
-poll: { interval: 1m, timeout: 2s, stale_after: 5m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-"#;
+fn config() -> String {
+    Config::new()
+        .account(account("prod").project(P1, &[]))
+        .yaml()
+}
 
 /// Connects to `to` from the loopback address `from` (any 127.x works on Linux).
 async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
@@ -55,7 +50,7 @@ async fn scrape_from(from: [u8; 4], to: SocketAddr) -> u16 {
 #[tokio::test(start_paused = true)]
 async fn a_slow_client_is_cut_off_after_the_header_timeout() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let mut slow = TcpStream::connect(exporter.addr).await.unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
         .await
@@ -84,7 +79,7 @@ async fn a_slow_client_is_cut_off_after_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_host_cannot_take_every_connection() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let mut hogs = Vec::new();
     for _ in 0..64 {
         let mut s = connect_from([127, 0, 0, 1], exporter.addr).await;
@@ -117,7 +112,7 @@ async fn one_host_cannot_take_every_connection() {
 #[tokio::test]
 async fn oversized_requests_are_refused() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let mut s = TcpStream::connect(exporter.addr).await.unwrap();
     let big = format!(
         "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n",
@@ -138,7 +133,7 @@ async fn oversized_requests_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_keep_answering_through_a_flood_of_junk_and_scrapes() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let addr = exporter.addr;
     let flood: Vec<_> = (0..8u8)
         .map(|host| {

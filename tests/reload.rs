@@ -14,24 +14,25 @@ use hss_exporter::model::RegistryType::*;
 use hss_exporter::sim::SimServer;
 use hss_exporter::Exporter;
 
-const BEFORE: &str = r#"
-poll: { interval: 1m, timeout: 5s, stale_after: 10m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 60
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_file: "{SK_FILE}" } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor, Jfrog]
-  - name: old
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { token: { token_env: HSS_TOKEN } }
-    projects:
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-"#;
+/// Account `prod` with project P1 and these registry types, its secret key in the file
+/// `{SK_FILE}`; then, if `old`, account `old`.
+fn config_with(types: &[&str], old: bool) -> Config {
+    let prod = account("prod")
+        .rate(60)
+        .auth(r#"{ ak_sk: { access_key_env: HSS_AK, secret_key_file: "{SK_FILE}" } }"#)
+        .project(P1, types);
+    let config = Config::new().poll("1m", "5s", "10m").account(prod);
+    if old {
+        config.account(account("old").auth(TOKEN).project(P2, &[]))
+    } else {
+        config
+    }
+}
+
+/// The configuration the tests start with.
+fn before() -> String {
+    config_with(&["Harbor", "Jfrog"], true).yaml()
+}
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -72,7 +73,7 @@ async fn setup(sk: &str) -> (hss_exporter::sim::Sim, Setup) {
         server,
     };
     std::fs::write(s.sk_file(), format!("{sk}\n")).unwrap();
-    s.write(BEFORE);
+    s.write(&before());
     (sim, s)
 }
 
@@ -113,13 +114,7 @@ async fn targets_added_removed_and_unchanged() {
     assert_eq!(before.len(), 1);
 
     // Jfrog and the whole "old" account go; Other comes; Harbor stays as it was.
-    s.write(
-        BEFORE
-            .replace("[Harbor, Jfrog]", "[Harbor, Other]")
-            .split("  - name: old")
-            .next()
-            .unwrap(),
-    );
+    s.write(&config_with(&["Harbor", "Other"], false).yaml());
     sim.set_stats(P1, None, Harbor, 5, 5); // not visible until Harbor's next regular poll
     exporter.reload().await.unwrap();
     let body = scrape(&exporter).await;
@@ -197,11 +192,11 @@ async fn a_bad_file_keeps_the_running_configuration() {
 
     for (broken, wanted) in [
         (
-            BEFORE.replace("[Harbor, Jfrog]", "[Harbour]"),
+            config_with(&["Harbour"], true).yaml(),
             r#"accounts[0].projects[0].registry_types[0]: unknown value "Harbour""#,
         ),
         (
-            BEFORE.replace("interval: 1m", "interval: 0s"),
+            before().replace("interval: 1m", "interval: 0s"),
             "poll.interval: must be greater than zero",
         ),
         ("accounts: [".to_string(), "config.yaml"),
@@ -237,7 +232,7 @@ async fn a_bad_file_keeps_the_running_configuration() {
         Some(1.0)
     );
 
-    s.write(BEFORE);
+    s.write(&before());
     exporter.reload().await.unwrap();
     assert_eq!(reload_ok(&scrape(&exporter).await), Some(1.0));
     exporter.shutdown().await;
@@ -323,7 +318,7 @@ async fn the_reload_endpoint_needs_the_lifecycle_flag() {
     );
     assert_eq!(post(&exporter, reqwest::Method::PUT).await.0, 200);
     assert_eq!(post(&exporter, reqwest::Method::GET).await.0, 405);
-    s.write(&BEFORE.replace("Jfrog", "Nexus"));
+    s.write(&config_with(&["Harbor", "Nexus"], true).yaml());
     let (status, body) = post(&exporter, reqwest::Method::POST).await;
     assert_eq!(status, 500);
     assert!(

@@ -11,43 +11,29 @@ use common::*;
 use hss_exporter::model::RegistryType;
 use hss_exporter::sim::Service;
 
-const CONFIG: &str = r#"
-poll: { interval: 2s, timeout: 2s, stale_after: 1m }
-accounts:
-  - name: signed
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 120
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor, Jfrog]
-  - name: refused
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_file: "{BAD_SK_FILE}" } }
-    projects:
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-  - name: token
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { token: { token_env: HSS_TOKEN } }
-    projects:
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-  - name: iam
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 120
-    auth: { iam_password: { domain: acme, user: ops, password_env: HSS_PASSWORD, iam_endpoint: "{API}" } }
-    projects:
-      - project_id: 3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c
-  - name: wrong-password
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { iam_password: { domain: acme, user: ops, password_env: HSS_BAD_SK, iam_endpoint: "{API}" } }
-    projects:
-      - project_id: 3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c
-"#;
+fn config() -> String {
+    let iam_wrong_password = IAM.replace("HSS_PASSWORD", "HSS_BAD_SK");
+    Config::new()
+        .poll("2s", "2s", "1m")
+        .account(
+            account("signed")
+                .rate(120)
+                .project(P1, &["Harbor", "Jfrog"]),
+        )
+        .account(
+            account("refused")
+                .auth(r#"{ ak_sk: { access_key_env: HSS_AK, secret_key_file: "{BAD_SK_FILE}" } }"#)
+                .project(P2, &[]),
+        )
+        .account(account("token").auth(TOKEN).project(P2, &[]))
+        .account(account("iam").rate(120).auth(IAM).project(P3, &[]))
+        .account(
+            account("wrong-password")
+                .auth(&iam_wrong_password)
+                .project(P3, &[]),
+        )
+        .yaml()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
@@ -56,10 +42,10 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
     let dir = tempfile::tempdir().unwrap();
     let bad_sk = dir.path().join("bad-sk");
     std::fs::write(&bad_sk, "file-secret-that-is-wrong\n").unwrap();
-    let config = dir.path().join("config.yaml");
-    let yaml = CONFIG
+    let yaml = config()
         .replace("{API}", &server.url())
         .replace("{BAD_SK_FILE}", &bad_sk.display().to_string());
+    let config = dir.path().join("config.yaml");
     std::fs::write(&config, &yaml).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

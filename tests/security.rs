@@ -12,16 +12,11 @@ use hss_exporter::app::Options;
 use hss_exporter::web::Security;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 
-const CONFIG: &str = r#"
-poll: { interval: 1m, timeout: 2s, stale_after: 5m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-"#;
+fn config() -> String {
+    Config::new()
+        .account(account("prod").project(P1, &[]))
+        .yaml()
+}
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all as PEM.
 struct Pki {
@@ -78,7 +73,7 @@ async fn start(web: &Path) -> (hss_exporter::Exporter, hss_exporter::sim::SimSer
         web: Some(Arc::new(security)),
         ..Options::default()
     };
-    (exporter_with(CONFIG, &server, options).await, server)
+    (exporter_with(&config(), &server, options).await, server)
 }
 
 fn client(pki: &Pki, identity: Option<&(String, String)>) -> reqwest::Client {

@@ -9,19 +9,15 @@ use std::time::Duration;
 use common::*;
 use hss_exporter::model::RegistryType;
 
-const CONFIG: &str = r#"
-poll: { interval: 1m, timeout: 2s, stale_after: 5m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 60
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        enterprise_project_id: "<b>eps</b>"
-        registry_types: [Harbor, Jfrog]
-"#;
+fn config() -> String {
+    Config::new()
+        .account(
+            account("prod")
+                .rate(60)
+                .project_in(P1, Some("<b>eps</b>"), &["Harbor", "Jfrog"]),
+        )
+        .yaml()
+}
 
 async fn request(
     addr: std::net::SocketAddr,
@@ -39,7 +35,7 @@ async fn request(
 async fn serves_metrics_health_readiness_and_a_status_page() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let addr = exporter.addr;
     let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
     wait_for(&exporter, Duration::from_secs(10), |b| {
@@ -98,7 +94,7 @@ async fn serves_metrics_health_readiness_and_a_status_page() {
 #[tokio::test]
 async fn shuts_down_promptly_and_stops_listening() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let addr = exporter.addr;
     let started = std::time::Instant::now();
     exporter.shutdown().await;
@@ -126,7 +122,7 @@ async fn promtool_finds_nothing_to_complain_about() {
     }
     let (sim, server) = sim().await;
     sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
     let body = wait_for(&exporter, Duration::from_secs(10), |b| {
         value(b, "hss_registry_statistics_up", &labels).is_some()
@@ -162,7 +158,7 @@ async fn promtool_finds_nothing_to_complain_about() {
 async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
     wait_for(&exporter, Duration::from_secs(10), |b| {
         value(b, "hss_registry_access_fail", &labels) == Some(2.0)

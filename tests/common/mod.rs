@@ -5,7 +5,7 @@
 mod builder;
 
 #[allow(unused_imports)]
-pub use builder::{account, Account, Config, AK_SK, IAM, TOKEN};
+pub use builder::{account, Account, Config, AK_SK, ALL_TYPES, IAM, TOKEN};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
