@@ -47,7 +47,7 @@ async fn exports_exact_values_for_every_account_project_and_type_with_all_three_
     sim.set_stats(P3, None, SwrShared, 0, 5);
     sim.set_stats(P3, Some("ep-b"), SwrShared, 8, 8); // another enterprise project
     let exporter = exporter(&three_accounts(), &server).await;
-    let body = wait_for(&exporter, Duration::from_secs(20), |b| {
+    let body = wait_for(&exporter, Duration::from_secs(20), "five targets up", |b| {
         parse(b)
             .iter()
             .filter(|((n, _), v)| n == "hss_registry_statistics_up" && **v == 1.0)
@@ -122,7 +122,18 @@ async fn exports_exact_values_for_every_account_project_and_type_with_all_three_
         "{log:?}"
     );
     // Several polls later the IAM token is still the cached one.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sim_ref = &sim;
+    eventually(
+        Duration::from_secs(20),
+        "three polls of the IAM account",
+        move || async move {
+            match hss_requests(&sim_ref.log(), "acme/ops").len() {
+                n if n >= 3 => Ok(()),
+                n => Err(format!("{n} polls")),
+            }
+        },
+    )
+    .await;
     let log = sim.log();
     assert!(hss_requests(&log, "acme/ops").len() >= 3);
     assert_eq!(
@@ -146,9 +157,12 @@ async fn exports_exact_values_for_every_account_project_and_type_with_all_three_
     // Values that move are followed.
     sim.set_stats(P1, None, Harbor, 0, 6);
     let harbor = target("prod", "cn-north-4", P1, "", "Harbor");
-    wait_for(&exporter, Duration::from_secs(10), |b| {
-        value(b, "hss_registry_access_fail", &harbor) == Some(0.0)
-    })
+    wait_for(
+        &exporter,
+        Duration::from_secs(10),
+        "Harbor's new value",
+        |b| value(b, "hss_registry_access_fail", &harbor) == Some(0.0),
+    )
     .await;
     exporter.shutdown().await;
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +14,11 @@ use hss_exporter::sim::SimServer;
 use hss_exporter::Exporter;
 
 /// Account `prod` with project P1 and these registry types, its secret key in the file
-/// `{SK_FILE}`; then, if `old`, account `old`.
+/// `sk`; then, if `old`, account `old`.
 fn config_with(types: &[&str], old: bool) -> Config {
     let prod = account("prod")
         .rate(60)
-        .auth(r#"{ ak_sk: { access_key_env: HSS_AK, secret_key_file: "{SK_FILE}" } }"#)
+        .auth(r#"{ ak_sk: { access_key_env: HSS_AK, secret_key_file: "{DIR}/sk" } }"#)
         .project(P1, types);
     let config = Config::new().poll("1m", "5s", "10m").account(prod);
     if old {
@@ -35,45 +34,32 @@ fn before() -> String {
 }
 
 struct Setup {
-    dir: tempfile::TempDir,
-    server: SimServer,
+    file: ConfigFile,
+    _server: SimServer,
 }
 
 impl Setup {
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("config.yaml")
-    }
-    fn sk_file(&self) -> PathBuf {
-        self.dir.path().join("sk")
-    }
-    fn write(&self, yaml: &str) {
-        let yaml = yaml
-            .replace("{API}", &self.server.url())
-            .replace("{SK_FILE}", &self.sk_file().display().to_string());
-        std::fs::write(self.path(), yaml).unwrap();
-    }
     async fn start(&self, lifecycle: bool) -> Exporter {
-        let path = self.path();
+        let path = self.file.path();
         let loader: hss_exporter::app::Loader = Arc::new(move || config::load_file(&path, &env()));
         let settings = loader().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let options = Options {
             loader: Some(loader),
             enable_lifecycle: lifecycle,
             web: None,
         };
-        Exporter::start(&settings, listener, options).unwrap()
+        start_exporter(&settings, options).await
     }
 }
 
 async fn setup(sk: &str) -> (hss_exporter::sim::Sim, Setup) {
     let (sim, server) = sim().await;
     let s = Setup {
-        dir: tempfile::tempdir().unwrap(),
-        server,
+        file: ConfigFile::new(&server.url()),
+        _server: server,
     };
-    std::fs::write(s.sk_file(), format!("{sk}\n")).unwrap();
-    s.write(&before());
+    s.file.write_file("sk", &format!("{sk}\n"));
+    s.file.write(&before());
     (sim, s)
 }
 
@@ -114,7 +100,8 @@ async fn targets_added_removed_and_unchanged() {
     assert_eq!(before.len(), 1);
 
     // Jfrog and the whole "old" account go; Other comes; Harbor stays as it was.
-    s.write(&config_with(&["Harbor", "Other"], false).yaml());
+    s.file
+        .write(&config_with(&["Harbor", "Other"], false).yaml());
     sim.set_stats(P1, None, Harbor, 5, 5); // not visible until Harbor's next regular poll
     exporter.reload().await.unwrap();
     let body = scrape(&exporter).await;
@@ -201,7 +188,7 @@ async fn a_bad_file_keeps_the_running_configuration() {
         ),
         ("accounts: [".to_string(), "config.yaml"),
     ] {
-        s.write(&broken);
+        s.file.write(&broken);
         let err = exporter.reload().await.unwrap_err();
         let err = err.to_string();
         assert!(err.contains(wanted), "{err}");
@@ -232,7 +219,7 @@ async fn a_bad_file_keeps_the_running_configuration() {
         Some(1.0)
     );
 
-    s.write(&before());
+    s.file.write(&before());
     exporter.reload().await.unwrap();
     assert_eq!(reload_ok(&scrape(&exporter).await), Some(1.0));
     exporter.shutdown().await;
@@ -255,7 +242,7 @@ async fn a_rotated_secret_file_ends_the_auth_suspension_on_reload() {
     assert_eq!(hss_requests(&sim.log(), AK).len(), 2);
 
     // The operator rotates the key in place and reloads: no restart, no 5-minute wait.
-    std::fs::write(s.sk_file(), format!("{SK}\n")).unwrap();
+    s.file.write_file("sk", &format!("{SK}\n"));
     exporter.reload().await.unwrap();
     tokio::time::sleep(Duration::from_secs(35)).await;
     let body = scrape(&exporter).await;
@@ -289,12 +276,8 @@ async fn a_rotated_secret_file_ends_the_auth_suspension_on_reload() {
 }
 
 async fn post(exporter: &Exporter, method: reqwest::Method) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .request(method, format!("http://{}/-/reload", exporter.addr))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    let url = format!("http://{}/-/reload", exporter.addr);
+    fetch(method, &url).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
@@ -318,7 +301,8 @@ async fn the_reload_endpoint_needs_the_lifecycle_flag() {
     );
     assert_eq!(post(&exporter, reqwest::Method::PUT).await.0, 200);
     assert_eq!(post(&exporter, reqwest::Method::GET).await.0, 405);
-    s.write(&config_with(&["Harbor", "Nexus"], true).yaml());
+    s.file
+        .write(&config_with(&["Harbor", "Nexus"], true).yaml());
     let (status, body) = post(&exporter, reqwest::Method::POST).await;
     assert_eq!(status, 500);
     assert!(

@@ -19,18 +19,6 @@ fn config() -> String {
         .yaml()
 }
 
-async fn request(
-    addr: std::net::SocketAddr,
-    method: reqwest::Method,
-    path: &str,
-) -> reqwest::Response {
-    reqwest::Client::new()
-        .request(method, format!("http://{addr}{path}"))
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn serves_metrics_health_readiness_and_a_status_page() {
     let (sim, server) = sim().await;
@@ -38,7 +26,7 @@ async fn serves_metrics_health_readiness_and_a_status_page() {
     let exporter = exporter(&config(), &server).await;
     let addr = exporter.addr;
     let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
-    wait_for(&exporter, Duration::from_secs(10), |b| {
+    wait_for(&exporter, Duration::from_secs(10), "Harbor's value", |b| {
         value(b, "hss_registry_access_fail", &labels) == Some(2.0)
     })
     .await;
@@ -103,7 +91,9 @@ async fn shuts_down_promptly_and_stops_listening() {
         "{:?}",
         started.elapsed()
     );
-    assert!(reqwest::get(format!("http://{addr}/metrics"))
+    assert!(http()
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await
         .is_err());
 }
@@ -124,7 +114,7 @@ async fn promtool_finds_nothing_to_complain_about() {
     sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
     let exporter = exporter(&config(), &server).await;
     let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
-    let body = wait_for(&exporter, Duration::from_secs(10), |b| {
+    let body = wait_for(&exporter, Duration::from_secs(10), "Harbor polled", |b| {
         value(b, "hss_registry_statistics_up", &labels).is_some()
     })
     .await;
@@ -160,7 +150,7 @@ async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
     sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
     let exporter = exporter(&config(), &server).await;
     let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
-    wait_for(&exporter, Duration::from_secs(10), |b| {
+    wait_for(&exporter, Duration::from_secs(10), "Harbor's value", |b| {
         value(b, "hss_registry_access_fail", &labels) == Some(2.0)
     })
     .await;
@@ -187,7 +177,7 @@ async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
     );
     assert_ne!(first, second);
 
-    let r = reqwest::Client::new()
+    let r = http()
         .get(format!("http://{}/metrics", exporter.addr))
         .header("Accept-Encoding", "gzip")
         .send()
@@ -213,7 +203,7 @@ async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
         compressed.len(),
         plain.len()
     );
-    let r = reqwest::Client::new()
+    let r = http()
         .get(format!("http://{}/metrics", exporter.addr))
         .header("Accept-Encoding", "gzip;q=0, identity")
         .send()
