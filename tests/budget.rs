@@ -14,15 +14,6 @@ use hss_exporter::sim::{Fault, FaultRule, LogEntry, Service, SimServer};
 use hss_exporter::Exporter;
 use tokio::time::Instant;
 
-const ALL_TYPES: [&str; 6] = [
-    "Harbor",
-    "Jfrog",
-    "SwrPrivate",
-    "SwrShared",
-    "SwrEnterprise",
-    "Other",
-];
-
 /// An exporter whose configuration can be replaced and reloaded.
 struct Reloadable {
     exporter: Exporter,
@@ -37,12 +28,11 @@ impl Reloadable {
         let source = yaml.clone();
         let loader: Loader = Arc::new(move || config::load_str(&source.lock().unwrap(), &env()));
         let settings = loader().expect("test config is valid");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let options = Options {
             loader: Some(loader),
             ..Options::default()
         };
-        let exporter = Exporter::start(&settings, listener, options).unwrap();
+        let exporter = start_exporter(&settings, options).await;
         Reloadable {
             exporter,
             yaml,
@@ -60,8 +50,8 @@ impl Reloadable {
 fn shared_key(names: [&str; 2]) -> Config {
     Config::new()
         .poll("1m", "5s", "30m")
-        .account(account(names[0]).rate(6).project(P1, &ALL_TYPES))
-        .account(account(names[1]).rate(6).project(P2, &ALL_TYPES))
+        .account(account(names[0]).rate(6).project(P1, ALL_TYPES))
+        .account(account(names[1]).rate(6).project(P2, ALL_TYPES))
 }
 
 fn assert_no_throttling(log: &[LogEntry], caller: &str) {
@@ -113,7 +103,7 @@ async fn removing_and_re_adding_an_account_within_a_minute_keeps_its_window() {
     let both = shared_key(["team-a", "team-b"]);
     let one = Config::new()
         .poll("1m", "5s", "30m")
-        .account(account("team-a").rate(6).project(P1, &ALL_TYPES));
+        .account(account("team-a").rate(6).project(P1, ALL_TYPES));
     let r = Reloadable::start(&both, &server).await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(100)).await;
@@ -134,8 +124,8 @@ async fn two_iam_password_accounts_of_one_user_share_its_budget() {
     sim.set_rate_limit(Some(6));
     let config = Config::new()
         .poll("1m", "5s", "30m")
-        .account(account("iam-a").auth(IAM).rate(6).project(P1, &ALL_TYPES))
-        .account(account("iam-b").auth(IAM).rate(6).project(P2, &ALL_TYPES));
+        .account(account("iam-a").auth(IAM).rate(6).project(P1, ALL_TYPES))
+        .account(account("iam-b").auth(IAM).rate(6).project(P2, ALL_TYPES));
     let exporter = exporter(&config.yaml(), &server).await;
     tokio::time::sleep(Duration::from_secs(6 * 60)).await;
     let log = sim.log();
@@ -150,8 +140,8 @@ async fn accounts_sharing_a_static_token_share_its_budget() {
     sim.set_rate_limit(Some(6));
     let config = Config::new()
         .poll("1m", "5s", "30m")
-        .account(account("tok-a").auth(TOKEN).rate(6).project(P1, &ALL_TYPES))
-        .account(account("tok-b").auth(TOKEN).rate(6).project(P2, &ALL_TYPES));
+        .account(account("tok-a").auth(TOKEN).rate(6).project(P1, ALL_TYPES))
+        .account(account("tok-b").auth(TOKEN).rate(6).project(P2, ALL_TYPES));
     let exporter = exporter(&config.yaml(), &server).await;
     tokio::time::sleep(Duration::from_secs(6 * 60)).await;
     let log = sim.log();
@@ -173,8 +163,8 @@ fn twelve_targets(per_minute: u32) -> Config {
     Config::new().poll("5m", "5s", "30m").account(
         account("prod")
             .rate(per_minute)
-            .project(P1, &ALL_TYPES)
-            .project(P2, &ALL_TYPES),
+            .project(P1, ALL_TYPES)
+            .project(P2, ALL_TYPES),
     )
 }
 
@@ -183,13 +173,18 @@ async fn the_first_round_goes_as_fast_as_the_budget_allows() {
     let (sim, server) = sim().await;
     let start = Instant::now();
     let fast = exporter(&twelve_targets(60).yaml(), &server).await;
-    let body = wait_for(&fast, Duration::from_secs(3), |b| {
-        parse(b)
-            .keys()
-            .filter(|(name, _)| name == "hss_registry_statistics_up")
-            .count()
-            == 12
-    })
+    let body = wait_for(
+        &fast,
+        Duration::from_secs(3),
+        "every target has a value",
+        |b| {
+            parse(b)
+                .keys()
+                .filter(|(name, _)| name == "hss_registry_statistics_up")
+                .count()
+                == 12
+        },
+    )
     .await;
     assert!(!body.is_empty());
     assert_eq!(first_requests(&sim.log(), start, 12), [0; 12]);
@@ -218,10 +213,10 @@ async fn a_shorter_interval_takes_effect_at_once() {
     let (sim, server) = sim().await;
     let long = Config::new()
         .poll("4m", "2s", "30m")
-        .account(account("prod").rate(60).project(P1, &ALL_TYPES));
+        .account(account("prod").rate(60).project(P1, ALL_TYPES));
     let short = Config::new()
         .poll("5s", "2s", "30m")
-        .account(account("prod").rate(60).project(P1, &ALL_TYPES));
+        .account(account("prod").rate(60).project(P1, ALL_TYPES));
     let r = Reloadable::start(&long, &server).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     let reloaded = Instant::now();
@@ -248,7 +243,7 @@ async fn a_removed_accounts_series_never_come_back() {
     let with_old = Config::new()
         .poll("1s", "5s", "30m")
         .account(stays.clone())
-        .account(account("old").rate(600).project(P1, &ALL_TYPES));
+        .account(account("old").rate(600).project(P1, ALL_TYPES));
     let without = Config::new().poll("1s", "5s", "30m").account(stays);
     let r = Reloadable::start(&with_old, &server).await;
     for round in 0..25u64 {

@@ -2,57 +2,25 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
 use hss_exporter::model::RegistryType;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hss-exporter");
-
-fn config_file(dir: &tempfile::TempDir, yaml: &str) -> String {
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path.display().to_string()
-}
-
-async fn run(args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(std::string::ToString::to_string).collect();
-    tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args(&args)
-            .env_clear()
-            .envs(env())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-const GOOD: &str = r#"
-poll: { interval: 1m, timeout: 2s, stale_after: 5m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]
-"#;
+/// Account `prod` with project P1 and these registry types.
+fn config(types: &[&str]) -> Config {
+    Config::new().account(account("prod").project(P1, types))
+}
 
 #[tokio::test]
 async fn check_config_prints_targets_and_the_minimum_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = config_file(&dir, &GOOD.replace("{API}", "http://127.0.0.1:1"));
-    let out = run(&["check-config", "--config", &path]).await;
+    let file = ConfigFile::new(NO_API);
+    file.write(&config(ALL_TYPES).yaml());
+    let out = run(&["check-config", "--config", &file.arg()]).await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
@@ -70,8 +38,8 @@ async fn check_config_prints_targets_and_the_minimum_interval() {
 
 #[tokio::test]
 async fn bad_configs_are_refused_with_the_key_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = GOOD.replace("{API}", "http://127.0.0.1:1");
+    let file = ConfigFile::new(NO_API);
+    let good = config(ALL_TYPES).yaml();
     let cases = [
         (
             good.replace("Harbor,", "Harbour,"),
@@ -92,9 +60,9 @@ async fn bad_configs_are_refused_with_the_key_named() {
         ("accounts: [".to_string(), "config.yaml"),
     ];
     for (yaml, wanted) in cases {
-        let path = config_file(&dir, &yaml);
+        file.write(&yaml);
         for command in ["check-config", "once"] {
-            let out = run(&[command, "--config", &path]).await;
+            let out = run(&[command, "--config", &file.arg()]).await;
             let stderr = text(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
             assert!(
@@ -120,13 +88,9 @@ async fn bad_configs_are_refused_with_the_key_named() {
 async fn once_polls_every_target_prints_the_exposition_and_reports_failures() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, RegistryType::Harbor, 1, 4);
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = GOOD.replace("{API}", &server.url()).replace(
-        "[Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]",
-        "[Harbor, Jfrog]",
-    );
-    let path = config_file(&dir, &yaml);
-    let out = run(&["once", "--config", &path]).await;
+    let file = ConfigFile::new(&server.url());
+    file.write(&config(&["Harbor", "Jfrog"]).yaml());
+    let out = run(&["once", "--config", &file.arg()]).await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
@@ -151,7 +115,7 @@ async fn once_polls_every_target_prints_the_exposition_and_reports_failures() {
         hss_exporter::sim::FaultRule::always(hss_exporter::sim::Fault::Status(400))
             .registry_type("Jfrog"),
     );
-    let out = run(&["once", "--config", &path]).await;
+    let out = run(&["once", "--config", &file.arg()]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("1 of 2 targets failed"),
@@ -175,25 +139,14 @@ async fn once_polls_every_target_prints_the_exposition_and_reports_failures() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_the_scenario_and_stops_on_sigterm() {
-    let mut child = Command::new(BIN)
-        .args(["demo", "--web.listen-address", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://") && w.ends_with("/metrics"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
+    let mut demo = Running::reading_stdout(&["demo", "--web.listen-address", "127.0.0.1:0"]);
+    let url = demo
+        .find_line(
+            Duration::from_secs(10),
+            "the demo's metrics URL",
+            metrics_url,
+        )
+        .await;
 
     let harbor = target(
         "prod",
@@ -202,26 +155,23 @@ async fn demo_serves_the_scenario_and_stops_on_sigterm() {
         "",
         "Harbor",
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
-        let ready = value(
-            &body,
-            "hss_registry_statistics_up",
-            &target(
-                "staging",
-                "ap-southeast-1",
-                hss_exporter::demo::STAGING_PROJECT,
-                "",
-                "all",
-            ),
-        ) == Some(1.0)
-            && value(&body, "hss_registry_access_fail", &harbor).is_some();
-        if ready || std::time::Instant::now() > deadline {
-            break body;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let staging = target(
+        "staging",
+        "ap-southeast-1",
+        hss_exporter::demo::STAGING_PROJECT,
+        "",
+        "all",
+    );
+    let body = wait_for_url(
+        &url,
+        Duration::from_secs(30),
+        "staging up and a Harbor value",
+        |body| {
+            value(body, "hss_registry_statistics_up", &staging) == Some(1.0)
+                && value(body, "hss_registry_access_fail", &harbor).is_some()
+        },
+    )
+    .await;
     assert!(
         value(&body, "hss_registry_access_fail", &harbor).unwrap() >= 2.0,
         "{body}"
@@ -241,16 +191,8 @@ async fn demo_serves_the_scenario_and_stops_on_sigterm() {
         Some(0.0)
     );
 
-    let pid = child.id().to_string();
     let started = std::time::Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let (status, _) = demo.stop(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -261,17 +203,13 @@ async fn demo_serves_the_scenario_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn the_example_config_is_valid() {
-    let dir = tempfile::tempdir().unwrap();
-    let password = dir.path().join("password");
-    std::fs::write(&password, "pw\n").unwrap();
+    let file = ConfigFile::new(NO_API);
+    file.write_file("password", "pw\n");
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
             .unwrap();
-    let path = config_file(
-        &dir,
-        &example.replace("/run/secrets/hss-password", &password.display().to_string()),
-    );
-    let out = run(&["check-config", "--config", &path]).await;
+    file.write(&example.replace("/run/secrets/hss-password", "{DIR}/password"));
+    let out = run(&["check-config", "--config", &file.arg()]).await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -294,84 +232,45 @@ async fn the_example_config_is_valid() {
 async fn sighup_reloads_the_configuration() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, RegistryType::Harbor, 1, 4);
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = GOOD.replace("{API}", &server.url()).replace(
-        "[Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]",
-        "[Harbor, Jfrog]",
-    );
-    let yaml = yaml.replace(
-        "    region: cn-north-4\n",
-        "    region: cn-north-4\n    rate_limit_per_minute: 60\n",
-    );
-    let path = config_file(&dir, &yaml.replace("interval: 1m", "interval: 2s"));
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            &path,
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.format",
-            "json",
-        ])
-        .env_clear()
-        .envs(env())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("start-up log line");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(addr) = v["fields"]["addr"].as_str() {
-            break addr.to_string();
-        }
+    let yaml = |types: &[&str]| {
+        Config::new()
+            .poll("2s", "2s", "5m")
+            .account(account("prod").rate(60).project(P1, types))
+            .yaml()
     };
+    let file = ConfigFile::new(&server.url());
+    file.write(&yaml(&["Harbor", "Jfrog"]));
+    let mut exporter = Running::reading_stderr(&[
+        "--config",
+        &file.arg(),
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--log.format",
+        "json",
+    ]);
+    let addr = exporter
+        .find_line(
+            Duration::from_secs(10),
+            "the address in the start-up log",
+            |line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+                v["fields"]["addr"].as_str().map(str::to_string)
+            },
+        )
+        .await;
     let url = format!("http://{addr}/metrics");
     let jfrog = target("prod", "cn-north-4", P1, "", "Jfrog");
-    let scrape_until = |ready: Box<dyn Fn(&str) -> bool + Send>| {
-        let url = url.clone();
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(15);
-            loop {
-                let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
-                if ready(&body) {
-                    return body;
-                }
-                assert!(std::time::Instant::now() < deadline, "not reached:\n{body}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let j = jfrog.clone();
-    scrape_until(Box::new(move |b| {
-        value(b, "hss_registry_statistics_up", &j) == Some(1.0)
-    }))
+    let within = Duration::from_secs(15);
+    wait_for_url(&url, within, "Jfrog up", |b| {
+        value(b, "hss_registry_statistics_up", &jfrog) == Some(1.0)
+    })
     .await;
 
-    std::fs::write(
-        &path,
-        yaml.replace("interval: 1m", "interval: 2s")
-            .replace("[Harbor, Jfrog]", "[Harbor]"),
-    )
-    .unwrap();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let j = jfrog.clone();
-    let body = scrape_until(Box::new(move |b| {
-        value(b, "hss_registry_statistics_up", &j).is_none()
-    }))
+    file.write(&yaml(&["Harbor"]));
+    exporter.signal("HUP");
+    let body = wait_for_url(&url, within, "Jfrog gone after SIGHUP", |b| {
+        value(b, "hss_registry_statistics_up", &jfrog).is_none()
+    })
     .await;
     assert_eq!(
         value(&body, "hss_exporter_config_last_reload_successful", &[]),
@@ -386,31 +285,19 @@ async fn sighup_reloads_the_configuration() {
         Some(1.0)
     );
 
-    std::fs::write(&path, "accounts: [").unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    scrape_until(Box::new(|b| {
+    file.write("accounts: [");
+    exporter.signal("HUP");
+    wait_for_url(&url, within, "the failed reload reported", |b| {
         value(b, "hss_exporter_config_last_reload_successful", &[]) == Some(0.0)
-    }))
+    })
     .await;
     assert!(
-        child.try_wait().unwrap().is_none(),
+        exporter.is_running(),
         "a bad reload does not stop the exporter"
     );
 
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let (status, logs) = exporter.stop(Duration::from_secs(10)).await;
     assert!(status.success());
-    let logs: Vec<String> = rx.try_iter().collect();
     assert!(
         logs.iter()
             .any(|l| l.contains("reload failed, the running configuration stays")),

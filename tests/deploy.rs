@@ -12,10 +12,11 @@
 //!   PATH (Debian package `prometheus`); skipped without it unless
 //!   `HSS_EXPORTER_REQUIRE_PROMETHEUS=1`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -24,6 +25,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
+
+use common::{free_port, metrics_url, ConfigFile, NO_API};
 
 const EXPORTER_PORT: u64 = 9943;
 /// Flags of `hss-exporter` (serve mode) that take a value.
@@ -589,17 +592,16 @@ fn the_configmap_config_passes_check_config() {
     let text = str_of(&configmap["data"]["config.yaml"], "ConfigMap config.yaml");
     let mut files = Vec::new();
     collect_file_keys(&serde_yaml::from_str(text).unwrap(), &mut files);
-    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigFile::new(NO_API);
     let mut text = text.to_string();
     for f in files {
         let f = Path::new(&f);
-        let local = dir.path().join(f.file_name().unwrap());
-        fs::write(&local, "exampleCredential0123456789").unwrap();
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let local = config.write_file(name, "exampleCredential0123456789");
         text = text.replace(f.to_str().unwrap(), local.to_str().unwrap());
     }
-    let config = dir.path().join("config.yaml");
-    fs::write(&config, text).unwrap();
-    check_config(&config, &[]);
+    config.write(&text);
+    check_config(&config.path(), &[]);
 }
 
 // ------------------------------------------------------------------------------ Grafana
@@ -773,21 +775,6 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The demo's `http://…/metrics` URL: the first such token on its stdout.
-fn metrics_url(line: &str) -> Option<String> {
-    line.split_whitespace()
-        .find(|w| w.starts_with("http://") && w.ends_with("/metrics"))
-        .map(str::to_string)
 }
 
 /// `rules.yml` with every `for:` set to 5s: the one change made for the end-to-end test,

@@ -9,36 +9,32 @@ use common::*;
 use hss_exporter::model::RegistryType::*;
 use hss_exporter::sim::{Fault, FaultRule, Service};
 
-const THREE_ACCOUNTS: &str = r#"
-poll: { interval: 2s, timeout: 2s, stale_after: 1m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 600
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [SwrPrivate, Harbor]
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-        enterprise_project_id: all_granted_eps
-  - name: shared
-    region: ap-southeast-1
-    endpoint: "{API}"
-    rate_limit_per_minute: 600
-    auth: { token: { token_env: HSS_TOKEN } }
-    projects:
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-        registry_types: [Jfrog]
-  - name: iam
-    region: eu-west-101
-    endpoint: "{API}"
-    rate_limit_per_minute: 600
-    auth: { iam_password: { domain: acme, user: ops, password_env: HSS_PASSWORD, iam_endpoint: "{API}" } }
-    projects:
-      - project_id: 3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c
-        enterprise_project_id: "0"
-"#;
+/// Three accounts, one per auth scheme.
+fn three_accounts() -> String {
+    Config::new()
+        .poll("2s", "2s", "1m")
+        .account(
+            account("prod")
+                .rate(600)
+                .project(P1, &["SwrPrivate", "Harbor"])
+                .project_in(P2, Some("all_granted_eps"), &[]),
+        )
+        .account(
+            account("shared")
+                .region("ap-southeast-1")
+                .rate(600)
+                .auth(TOKEN)
+                .project(P2, &["Jfrog"]),
+        )
+        .account(
+            account("iam")
+                .region("eu-west-101")
+                .rate(600)
+                .auth(IAM)
+                .project_in(P3, Some("0"), &[]),
+        )
+        .yaml()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_exact_values_for_every_account_project_and_type_with_all_three_auth_schemes() {
@@ -50,8 +46,8 @@ async fn exports_exact_values_for_every_account_project_and_type_with_all_three_
     sim.set_stats(P2, Some("ep-a"), Other, 1, 1);
     sim.set_stats(P3, None, SwrShared, 0, 5);
     sim.set_stats(P3, Some("ep-b"), SwrShared, 8, 8); // another enterprise project
-    let exporter = exporter(THREE_ACCOUNTS, &server).await;
-    let body = wait_for(&exporter, Duration::from_secs(20), |b| {
+    let exporter = exporter(&three_accounts(), &server).await;
+    let body = wait_for(&exporter, Duration::from_secs(20), "five targets up", |b| {
         parse(b)
             .iter()
             .filter(|((n, _), v)| n == "hss_registry_statistics_up" && **v == 1.0)
@@ -126,7 +122,18 @@ async fn exports_exact_values_for_every_account_project_and_type_with_all_three_
         "{log:?}"
     );
     // Several polls later the IAM token is still the cached one.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sim_ref = &sim;
+    eventually(
+        Duration::from_secs(20),
+        "three polls of the IAM account",
+        move || async move {
+            match hss_requests(&sim_ref.log(), "acme/ops").len() {
+                n if n >= 3 => Ok(()),
+                n => Err(format!("{n} polls")),
+            }
+        },
+    )
+    .await;
     let log = sim.log();
     assert!(hss_requests(&log, "acme/ops").len() >= 3);
     assert_eq!(
@@ -150,40 +157,39 @@ async fn exports_exact_values_for_every_account_project_and_type_with_all_three_
     // Values that move are followed.
     sim.set_stats(P1, None, Harbor, 0, 6);
     let harbor = target("prod", "cn-north-4", P1, "", "Harbor");
-    wait_for(&exporter, Duration::from_secs(10), |b| {
-        value(b, "hss_registry_access_fail", &harbor) == Some(0.0)
-    })
+    wait_for(
+        &exporter,
+        Duration::from_secs(10),
+        "Harbor's new value",
+        |b| value(b, "hss_registry_access_fail", &harbor) == Some(0.0),
+    )
     .await;
     exporter.shutdown().await;
 }
 
-const SEVEN_TARGETS: &str = r#"
-poll: { interval: 1m, timeout: 5s, stale_after: 30m }
-accounts:
-  - name: busy
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 5
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-  - name: other
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 5
-    auth: { token: { token_env: HSS_TOKEN } }
-    projects:
-      - project_id: 3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c
-        registry_types: [Harbor, Jfrog, SwrPrivate]
-"#;
+/// Seven targets at 5 calls a minute, three at 5.
+fn seven_targets() -> Config {
+    Config::new()
+        .poll("1m", "5s", "30m")
+        .account(
+            account("busy")
+                .rate(5)
+                .project(P1, ALL_TYPES)
+                .project(P2, &[]),
+        )
+        .account(
+            account("other")
+                .rate(5)
+                .auth(TOKEN)
+                .project(P3, &["Harbor", "Jfrog", "SwrPrivate"]),
+        )
+}
 
 #[tokio::test(start_paused = true)]
 async fn no_sixty_second_window_holds_more_calls_than_the_account_rate_limit() {
     let (sim, server) = sim().await;
     sim.set_rate_limit(Some(5));
-    let exporter = exporter(SEVEN_TARGETS, &server).await;
+    let exporter = exporter(&seven_targets().yaml(), &server).await;
     tokio::time::sleep(Duration::from_secs(10 * 60)).await;
     let log = sim.log();
     for caller in [AK, "token-owner"] {
@@ -219,10 +225,7 @@ async fn no_sixty_second_window_holds_more_calls_than_the_account_rate_limit() {
 #[tokio::test(start_paused = true)]
 async fn the_global_cap_holds_across_accounts() {
     let (sim, server) = sim().await;
-    let yaml = SEVEN_TARGETS.replace(
-        "stale_after: 30m }",
-        "stale_after: 30m, rate_limit_per_minute: 4 }",
-    );
+    let yaml = seven_targets().global_rate_limit(4).yaml();
     let exporter = exporter(&yaml, &server).await;
     tokio::time::sleep(Duration::from_secs(5 * 60)).await;
     let all: Vec<_> = sim
@@ -236,28 +239,23 @@ async fn the_global_cap_holds_across_accounts() {
     exporter.shutdown().await;
 }
 
-const BAD_AND_GOOD: &str = r#"
-poll: { interval: 30s, timeout: 5s, stale_after: 1h }
-accounts:
-  - name: broken
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_BAD_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor, Jfrog, SwrPrivate]
-  - name: fine
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { token: { token_env: HSS_TOKEN } }
-    projects:
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-"#;
+/// One account with a wrong secret key, one that is fine.
+fn bad_and_good() -> String {
+    Config::new()
+        .poll("30s", "5s", "1h")
+        .account(
+            account("broken")
+                .auth("{ ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_BAD_SK } }")
+                .project(P1, &["Harbor", "Jfrog", "SwrPrivate"]),
+        )
+        .account(account("fine").auth(TOKEN).project(P2, &[]))
+        .yaml()
+}
 
 #[tokio::test(start_paused = true)]
 async fn two_auth_failures_suspend_only_that_account_for_five_minutes() {
     let (sim, server) = sim().await;
-    let exporter = exporter(BAD_AND_GOOD, &server).await;
+    let exporter = exporter(&bad_and_good(), &server).await;
     let start = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(4 * 60 + 50)).await;
 
@@ -334,7 +332,7 @@ async fn two_auth_failures_suspend_only_that_account_for_five_minutes() {
 #[tokio::test(start_paused = true)]
 async fn a_key_that_stays_wrong_is_tried_once_per_ever_longer_suspension() {
     let (sim, server) = sim().await;
-    let exporter = exporter(BAD_AND_GOOD, &server).await;
+    let exporter = exporter(&bad_and_good(), &server).await;
     tokio::time::sleep(Duration::from_secs(60 * 60)).await;
     let bad = hss_requests(&sim.log(), AK);
     // 2 at the start, then one probe after 5m, 10m, 20m (at 35m): 5 in the first hour.
@@ -350,18 +348,12 @@ async fn a_key_that_stays_wrong_is_tried_once_per_ever_longer_suspension() {
     exporter.shutdown().await;
 }
 
-const ONE_TARGET: &str = r#"
-poll: { interval: 10s, timeout: 3s, stale_after: 2m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 60
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor]
-"#;
+fn one_target() -> String {
+    Config::new()
+        .poll("10s", "3s", "2m")
+        .account(account("prod").rate(60).project(P1, &["Harbor"]))
+        .yaml()
+}
 
 fn harbor() -> Vec<(&'static str, &'static str)> {
     target("prod", "cn-north-4", P1, "", "Harbor")
@@ -375,7 +367,7 @@ fn errors(body: &str, reason: &str) -> Option<f64> {
 async fn bad_answers_fail_the_poll_and_never_become_zeros() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, Harbor, 3, 7);
-    let exporter = exporter(ONE_TARGET, &server).await;
+    let exporter = exporter(&one_target(), &server).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let body = scrape(&exporter).await;
     assert_eq!(
@@ -425,7 +417,7 @@ async fn bad_answers_fail_the_poll_and_never_become_zeros() {
 async fn values_vanish_after_stale_after_while_up_and_timestamp_stay() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, Harbor, 1, 2);
-    let exporter = exporter(ONE_TARGET, &server).await;
+    let exporter = exporter(&one_target(), &server).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ts = value(
         &scrape(&exporter).await,
@@ -478,7 +470,7 @@ async fn throttling_pauses_the_account_for_retry_after() {
         })
         .times(1),
     );
-    let exporter = exporter(ONE_TARGET, &server).await;
+    let exporter = exporter(&one_target(), &server).await;
     tokio::time::sleep(Duration::from_secs(150)).await;
     let reqs = hss_requests(&sim.log(), AK);
     assert_eq!(reqs[0].status, 429);
@@ -509,7 +501,7 @@ async fn throttling_pauses_the_account_for_retry_after() {
 async fn throttling_without_retry_after_backs_off_a_minute_then_longer() {
     let (sim, server) = sim().await;
     sim.add_fault(FaultRule::always(Fault::Throttle { retry_after: None }).times(2));
-    let exporter = exporter(ONE_TARGET, &server).await;
+    let exporter = exporter(&one_target(), &server).await;
     tokio::time::sleep(Duration::from_secs(240)).await;
     let reqs = hss_requests(&sim.log(), AK);
     assert_eq!(
@@ -526,7 +518,7 @@ async fn transient_errors_are_retried_once_within_the_rate_budget() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, Harbor, 0, 4);
     sim.add_fault(FaultRule::always(Fault::Status(503)).times(1));
-    let exporter = exporter(ONE_TARGET, &server).await;
+    let exporter = exporter(&one_target(), &server).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let body = scrape(&exporter).await;
     assert_eq!(
@@ -581,23 +573,20 @@ async fn transient_errors_are_retried_once_within_the_rate_budget() {
     exporter.shutdown().await;
 }
 
-const IAM_ONLY: &str = r#"
-poll: { interval: 10m, timeout: 5s, stale_after: 1h }
-accounts:
-  - name: iam
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { iam_password: { domain: acme, user: ops, password_env: HSS_PASSWORD, iam_endpoint: "{API}" } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor]
-"#;
+/// One IAM account, as `user`.
+fn iam_only(user: &str, types: &[&str]) -> String {
+    let auth = IAM.replace("user: ops", &format!("user: {user}"));
+    Config::new()
+        .poll("10m", "5s", "1h")
+        .account(account("iam").auth(&auth).project(P1, types))
+        .yaml()
+}
 
 #[tokio::test(start_paused = true)]
 async fn iam_tokens_are_refreshed_before_expiry_and_once_after_a_401() {
     let (sim, server) = sim().await;
     sim.set_token_lifetime(Duration::from_secs(2 * 3600));
-    let exporter = exporter(IAM_ONLY, &server).await;
+    let exporter = exporter(&iam_only("ops", &["Harbor"]), &server).await;
     tokio::time::sleep(Duration::from_secs(3 * 3600 + 5 * 60)).await;
     let log = sim.log();
     let issued: Vec<_> = log
@@ -646,9 +635,7 @@ async fn iam_tokens_are_refreshed_before_expiry_and_once_after_a_401() {
 #[tokio::test(start_paused = true)]
 async fn a_wrong_iam_password_is_tried_twice_then_suspended() {
     let (sim, server) = sim().await;
-    let yaml = IAM_ONLY
-        .replace("user: ops", "user: nobody")
-        .replace("[Harbor]", "[Harbor, Jfrog, SwrPrivate]");
+    let yaml = iam_only("nobody", &["Harbor", "Jfrog", "SwrPrivate"]);
     let exporter = exporter(&yaml, &server).await;
     // The first round tries two targets, both refused; then nothing for 5 minutes.
     tokio::time::sleep(Duration::from_secs(4 * 60 + 50)).await;
@@ -685,7 +672,7 @@ async fn a_target_that_never_succeeded_exports_no_values_and_oversized_bodies_ar
         r#"{{"fail_num": 0, "success_num": 1, "padding": "{}"}}"#,
         "x".repeat(100 * 1024)
     ))));
-    let exporter = exporter(ONE_TARGET, &server).await;
+    let exporter = exporter(&one_target(), &server).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let body = scrape(&exporter).await;
     assert_eq!(

@@ -11,18 +11,12 @@ use common::*;
 use hss_exporter::model::RegistryType::Harbor;
 use hss_exporter::sim::{Fault, FaultRule, Service, Sim, SimServer};
 
-const CONFIG: &str = r#"
-poll: { interval: 10s, timeout: 3s, stale_after: 1h }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 60
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor]
-"#;
+fn config() -> String {
+    Config::new()
+        .poll("10s", "3s", "1h")
+        .account(account("prod").rate(60).project(P1, &["Harbor"]))
+        .yaml()
+}
 
 fn harbor() -> Vec<(&'static str, &'static str)> {
     target("prod", "cn-north-4", P1, "", "Harbor")
@@ -42,7 +36,7 @@ async fn survives(
 ) {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, Harbor, 3, 7);
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let body = scrape(&exporter).await;
     assert_eq!(
@@ -189,7 +183,7 @@ async fn restart(sim: &Sim, addr: SocketAddr) -> SimServer {
 async fn connection_refused() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, Harbor, 3, 7);
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let addr = server.addr;
     server.shutdown().await;
@@ -233,18 +227,18 @@ async fn connection_refused() {
     exporter.shutdown().await;
 }
 
-const IAM: &str = r#"
-poll: { interval: 10s, timeout: 3s, stale_after: 1h }
-accounts:
-  - name: iam
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 60
-    auth: { iam_password: { domain: acme, user: ops, password_env: HSS_PASSWORD, iam_endpoint: "{IAM}" } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor]
-"#;
+/// One IAM account whose tokens come from `iam` (`{API}`: the simulator).
+fn iam_config(iam: &str) -> String {
+    Config::new()
+        .poll("10s", "3s", "1h")
+        .account(
+            account("iam")
+                .rate(60)
+                .auth(&IAM.replace("{API}", iam))
+                .project(P1, &["Harbor"]),
+        )
+        .yaml()
+}
 
 #[tokio::test(start_paused = true)]
 async fn iam_token_expiring_mid_run() {
@@ -252,7 +246,7 @@ async fn iam_token_expiring_mid_run() {
     sim.set_stats(P1, None, Harbor, 3, 7);
     // Tokens that live 2 minutes are renewed after one; one revoked early is replaced.
     sim.set_token_lifetime(Duration::from_secs(120));
-    let exporter = exporter(&IAM.replace("{IAM}", &server.url()), &server).await;
+    let exporter = exporter(&iam_config("{API}"), &server).await;
     // Revoked between two renewals (every minute), so the next poll meets a refusal.
     tokio::time::sleep(Duration::from_secs(305)).await;
     sim.revoke_issued_tokens();
@@ -283,7 +277,7 @@ async fn iam_endpoint_down() {
     // IAM answers on its own address, sharing the simulator's state.
     let iam = sim.start(([127, 0, 0, 1], 0).into()).await.unwrap();
     let iam_addr = iam.addr;
-    let exporter = exporter(&IAM.replace("{IAM}", &iam.url()), &server).await;
+    let exporter = exporter(&iam_config(&iam.url()), &server).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let t = target("iam", "cn-north-4", P1, "", "Harbor");
     assert_eq!(

@@ -3,32 +3,39 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-const CONFIG: &str = r#"
-poll: { interval: 1m, timeout: 2s, stale_after: 5m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-"#;
+const LOCAL: [u8; 4] = [127, 0, 0, 1];
+
+fn config() -> String {
+    Config::new()
+        .account(account("prod").project(P1, &[]))
+        .yaml()
+}
 
 /// Connects to `to` from the loopback address `from` (any 127.x works on Linux).
 async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::from((from, 0))).unwrap();
-    socket.connect(to).await.unwrap()
+    bounded(IO_TIMEOUT, "connecting", socket.connect(to))
+        .await
+        .unwrap()
+}
+
+/// Writes all of `bytes`.
+async fn send(stream: &mut TcpStream, bytes: &[u8]) {
+    bounded(IO_TIMEOUT, "sending", stream.write_all(bytes))
+        .await
+        .unwrap();
 }
 
 /// True when the server closed the connection (or answered with an error and closed).
+/// Callers bound it: it reads until the server closes.
 async fn closed(stream: &mut TcpStream) -> bool {
     let mut buf = vec![0u8; 4096];
     loop {
@@ -39,27 +46,25 @@ async fn closed(stream: &mut TcpStream) -> bool {
     }
 }
 
-async fn scrape_from(from: [u8; 4], to: SocketAddr) -> u16 {
-    let c = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from(from))
+/// The status of a scrape from the loopback address `from`, or why there was none.
+async fn scrape_from(from: [u8; 4], to: SocketAddr) -> Result<u16, String> {
+    let c = http_builder()
+        .local_address(IpAddr::from(from))
         .build()
         .unwrap();
     c.get(format!("http://{to}/metrics"))
         .send()
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_client_is_cut_off_after_the_header_timeout() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
-    let mut slow = TcpStream::connect(exporter.addr).await.unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
+    let exporter = exporter(&config(), &server).await;
+    let mut slow = connect_from(LOCAL, exporter.addr).await;
+    send(&mut slow, b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
     let mut buf = [0u8; 64];
     let early = tokio::time::timeout(Duration::from_secs(9), slow.read(&mut buf)).await;
     assert!(early.is_err(), "still open after 9 s: {early:?}");
@@ -67,12 +72,16 @@ async fn a_slow_client_is_cut_off_after_the_header_timeout() {
     assert_eq!(late, Ok(true), "closed after the 10 s header timeout");
 
     // An idle keep-alive connection is closed the same way.
-    let mut idle = TcpStream::connect(exporter.addr).await.unwrap();
-    idle.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut idle = connect_from(LOCAL, exporter.addr).await;
+    send(&mut idle, b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut response = vec![0u8; 1024];
-    let n = idle.read(&mut response).await.unwrap();
+    let n = bounded(
+        IO_TIMEOUT,
+        "the answer to GET /-/healthy",
+        idle.read(&mut response),
+    )
+    .await
+    .unwrap();
     assert!(response[..n].starts_with(b"HTTP/1.1 200"));
     assert_eq!(
         tokio::time::timeout(Duration::from_secs(11), closed(&mut idle)).await,
@@ -84,46 +93,58 @@ async fn a_slow_client_is_cut_off_after_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_host_cannot_take_every_connection() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
+    let addr = exporter.addr;
     let mut hogs = Vec::new();
     for _ in 0..64 {
-        let mut s = connect_from([127, 0, 0, 1], exporter.addr).await;
-        s.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        let mut s = connect_from(LOCAL, addr).await;
+        send(&mut s, b"GET /metrics HTTP/1.1\r\n").await;
         hogs.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut one_more = connect_from([127, 0, 0, 1], exporter.addr).await;
-    let shut = tokio::time::timeout(Duration::from_secs(2), closed(&mut one_more)).await;
+    // Once the server has taken the 64 slots, the next connection is closed at once.
+    eventually(
+        Duration::from_secs(5),
+        "the 65th connection from one address to be closed at once",
+        move || async move {
+            let mut one_more = connect_from(LOCAL, addr).await;
+            match tokio::time::timeout(Duration::from_secs(2), closed(&mut one_more)).await {
+                Ok(true) => Ok(()),
+                _ => Err("still open after 2s"),
+            }
+        },
+    )
+    .await;
     assert_eq!(
-        shut,
-        Ok(true),
-        "the 65th connection from one address is closed at once"
-    );
-    assert_eq!(
-        scrape_from([127, 0, 0, 2], exporter.addr).await,
-        200,
+        scrape_from([127, 0, 0, 2], addr).await,
+        Ok(200),
         "another scraper is served"
     );
     drop(hogs);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        scrape_from([127, 0, 0, 1], exporter.addr).await,
-        200,
-        "slots come back"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "slots to come back: a scrape from the hogs' address served",
+        move || async move {
+            match scrape_from(LOCAL, addr).await {
+                Ok(200) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     exporter.shutdown().await;
 }
 
 #[tokio::test]
 async fn oversized_requests_are_refused() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
-    let mut s = TcpStream::connect(exporter.addr).await.unwrap();
+    let exporter = exporter(&config(), &server).await;
+    let mut s = connect_from(LOCAL, exporter.addr).await;
     let big = format!(
         "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n\r\n",
         "a".repeat(32 * 1024)
     );
-    let _ = s.write_all(big.as_bytes()).await;
+    // The server may close before all is sent.
+    let _ = tokio::time::timeout(IO_TIMEOUT, s.write_all(big.as_bytes())).await;
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut response)).await;
     let head = String::from_utf8_lossy(&response[..response.len().min(40)]).to_string();
@@ -131,14 +152,14 @@ async fn oversized_requests_are_refused() {
         head.is_empty() || head.starts_with("HTTP/1.1 431"),
         "{head:?}"
     );
-    assert_eq!(scrape_from([127, 0, 0, 1], exporter.addr).await, 200);
+    assert_eq!(scrape_from(LOCAL, exporter.addr).await, Ok(200));
     exporter.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_keep_answering_through_a_flood_of_junk_and_scrapes() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let addr = exporter.addr;
     let flood: Vec<_> = (0..8u8)
         .map(|host| {
@@ -150,7 +171,7 @@ async fn metrics_keep_answering_through_a_flood_of_junk_and_scrapes() {
                         1 => b"BREW /pot HTTP/1.1\r\nHost: \xff\xfe\r\n\r\n",
                         _ => b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                     };
-                    let _ = s.write_all(junk).await;
+                    let _ = tokio::time::timeout(IO_TIMEOUT, s.write_all(junk)).await;
                     let mut sink = Vec::new();
                     let _ = tokio::time::timeout(Duration::from_millis(300), s.read_to_end(&mut sink)).await;
                 }
@@ -159,12 +180,12 @@ async fn metrics_keep_answering_through_a_flood_of_junk_and_scrapes() {
         .collect();
     let mut ok = 0;
     for _ in 0..40 {
-        if scrape_from([127, 0, 0, 9], addr).await == 200 {
+        if scrape_from([127, 0, 0, 9], addr).await == Ok(200) {
             ok += 1;
         }
     }
     for f in flood {
-        f.await.unwrap();
+        bounded(IO_TIMEOUT, "the flood to end", f).await.unwrap();
     }
     assert_eq!(ok, 40, "every legitimate scrape answered during the flood");
     exporter.shutdown().await;

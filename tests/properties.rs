@@ -3,6 +3,8 @@
 //! input, not only that nothing panics. `PROPTEST_CASES=n` runs every property `n` times.
 //!
 
+mod common;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -1590,7 +1592,7 @@ fn check_sim_accepts(ids: impl Strategy<Value = String>, n: u32) {
     sim.set_logging(false);
     let server = rt.block_on(sim.start(([127, 0, 0, 1], 0).into())).unwrap();
     let endpoint = Url::parse(&server.url()).unwrap();
-    let http = reqwest::Client::new();
+    let http = common::http();
     let auth = RequestAuth::Sign {
         access_key: Secret::new(AK),
         secret_key: Secret::new(SK),

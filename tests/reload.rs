@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,65 +13,53 @@ use hss_exporter::model::RegistryType::*;
 use hss_exporter::sim::SimServer;
 use hss_exporter::Exporter;
 
-const BEFORE: &str = r#"
-poll: { interval: 1m, timeout: 5s, stale_after: 10m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 60
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_file: "{SK_FILE}" } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor, Jfrog]
-  - name: old
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { token: { token_env: HSS_TOKEN } }
-    projects:
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-"#;
+/// Account `prod` with project P1 and these registry types, its secret key in the file
+/// `sk`; then, if `old`, account `old`.
+fn config_with(types: &[&str], old: bool) -> Config {
+    let prod = account("prod")
+        .rate(60)
+        .auth(r#"{ ak_sk: { access_key_env: HSS_AK, secret_key_file: "{DIR}/sk" } }"#)
+        .project(P1, types);
+    let config = Config::new().poll("1m", "5s", "10m").account(prod);
+    if old {
+        config.account(account("old").auth(TOKEN).project(P2, &[]))
+    } else {
+        config
+    }
+}
+
+/// The configuration the tests start with.
+fn before() -> String {
+    config_with(&["Harbor", "Jfrog"], true).yaml()
+}
 
 struct Setup {
-    dir: tempfile::TempDir,
-    server: SimServer,
+    file: ConfigFile,
+    _server: SimServer,
 }
 
 impl Setup {
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("config.yaml")
-    }
-    fn sk_file(&self) -> PathBuf {
-        self.dir.path().join("sk")
-    }
-    fn write(&self, yaml: &str) {
-        let yaml = yaml
-            .replace("{API}", &self.server.url())
-            .replace("{SK_FILE}", &self.sk_file().display().to_string());
-        std::fs::write(self.path(), yaml).unwrap();
-    }
     async fn start(&self, lifecycle: bool) -> Exporter {
-        let path = self.path();
+        let path = self.file.path();
         let loader: hss_exporter::app::Loader = Arc::new(move || config::load_file(&path, &env()));
         let settings = loader().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let options = Options {
             loader: Some(loader),
             enable_lifecycle: lifecycle,
             web: None,
         };
-        Exporter::start(&settings, listener, options).unwrap()
+        start_exporter(&settings, options).await
     }
 }
 
 async fn setup(sk: &str) -> (hss_exporter::sim::Sim, Setup) {
     let (sim, server) = sim().await;
     let s = Setup {
-        dir: tempfile::tempdir().unwrap(),
-        server,
+        file: ConfigFile::new(&server.url()),
+        _server: server,
     };
-    std::fs::write(s.sk_file(), format!("{sk}\n")).unwrap();
-    s.write(BEFORE);
+    s.file.write_file("sk", &format!("{sk}\n"));
+    s.file.write(&before());
     (sim, s)
 }
 
@@ -113,13 +100,8 @@ async fn targets_added_removed_and_unchanged() {
     assert_eq!(before.len(), 1);
 
     // Jfrog and the whole "old" account go; Other comes; Harbor stays as it was.
-    s.write(
-        BEFORE
-            .replace("[Harbor, Jfrog]", "[Harbor, Other]")
-            .split("  - name: old")
-            .next()
-            .unwrap(),
-    );
+    s.file
+        .write(&config_with(&["Harbor", "Other"], false).yaml());
     sim.set_stats(P1, None, Harbor, 5, 5); // not visible until Harbor's next regular poll
     exporter.reload().await.unwrap();
     let body = scrape(&exporter).await;
@@ -197,16 +179,16 @@ async fn a_bad_file_keeps_the_running_configuration() {
 
     for (broken, wanted) in [
         (
-            BEFORE.replace("[Harbor, Jfrog]", "[Harbour]"),
+            config_with(&["Harbour"], true).yaml(),
             r#"accounts[0].projects[0].registry_types[0]: unknown value "Harbour""#,
         ),
         (
-            BEFORE.replace("interval: 1m", "interval: 0s"),
+            before().replace("interval: 1m", "interval: 0s"),
             "poll.interval: must be greater than zero",
         ),
         ("accounts: [".to_string(), "config.yaml"),
     ] {
-        s.write(&broken);
+        s.file.write(&broken);
         let err = exporter.reload().await.unwrap_err();
         let err = err.to_string();
         assert!(err.contains(wanted), "{err}");
@@ -237,7 +219,7 @@ async fn a_bad_file_keeps_the_running_configuration() {
         Some(1.0)
     );
 
-    s.write(BEFORE);
+    s.file.write(&before());
     exporter.reload().await.unwrap();
     assert_eq!(reload_ok(&scrape(&exporter).await), Some(1.0));
     exporter.shutdown().await;
@@ -260,7 +242,7 @@ async fn a_rotated_secret_file_ends_the_auth_suspension_on_reload() {
     assert_eq!(hss_requests(&sim.log(), AK).len(), 2);
 
     // The operator rotates the key in place and reloads: no restart, no 5-minute wait.
-    std::fs::write(s.sk_file(), format!("{SK}\n")).unwrap();
+    s.file.write_file("sk", &format!("{SK}\n"));
     exporter.reload().await.unwrap();
     tokio::time::sleep(Duration::from_secs(20)).await;
     let body = scrape(&exporter).await;
@@ -294,12 +276,8 @@ async fn a_rotated_secret_file_ends_the_auth_suspension_on_reload() {
 }
 
 async fn post(exporter: &Exporter, method: reqwest::Method) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .request(method, format!("http://{}/-/reload", exporter.addr))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    let url = format!("http://{}/-/reload", exporter.addr);
+    fetch(method, &url).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]
@@ -323,7 +301,8 @@ async fn the_reload_endpoint_needs_the_lifecycle_flag() {
     );
     assert_eq!(post(&exporter, reqwest::Method::PUT).await.0, 200);
     assert_eq!(post(&exporter, reqwest::Method::GET).await.0, 405);
-    s.write(&BEFORE.replace("Jfrog", "Nexus"));
+    s.file
+        .write(&config_with(&["Harbor", "Nexus"], true).yaml());
     let (status, body) = post(&exporter, reqwest::Method::POST).await;
     assert_eq!(status, 500);
     assert!(

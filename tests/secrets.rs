@@ -3,169 +3,161 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::cell::RefCell;
 use std::time::Duration;
 
 use common::*;
 use hss_exporter::model::RegistryType;
 use hss_exporter::sim::Service;
+use reqwest::Method;
 
-/// A second key, so that the refused account has a budget of its own: accounts that share
-/// a key share its suspension too.
-const AK2: &str = "TESTAK0000000000002";
+fn config() -> String {
+    // The refused key and the refused user are not those of the accounts that work: a
+    // credential's failures suspend every account that shares it.
+    let iam_wrong_password = IAM
+        .replace("HSS_PASSWORD", "HSS_BAD_SK")
+        .replace("user: ops", "user: stranger");
+    Config::new()
+        .poll("2s", "2s", "1m")
+        .account(
+            account("signed")
+                .rate(120)
+                .project(P1, &["Harbor", "Jfrog"]),
+        )
+        .account(
+            account("refused")
+                .auth(r#"{ ak_sk: { access_key_env: HSS_AK2, secret_key_file: "{DIR}/bad-sk" } }"#)
+                .project(P2, &[]),
+        )
+        .account(account("token").auth(TOKEN).project(P2, &[]))
+        .account(account("iam").rate(120).auth(IAM).project(P3, &[]))
+        .account(
+            account("wrong-password")
+                .auth(&iam_wrong_password)
+                .project(P3, &[]),
+        )
+        .yaml()
+}
 
-const CONFIG: &str = r#"
-poll: { interval: 2s, timeout: 2s, stale_after: 1m }
-accounts:
-  - name: signed
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 120
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        registry_types: [Harbor, Jfrog]
-  - name: refused
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK2, secret_key_file: "{BAD_SK_FILE}" } }
-    projects:
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-  - name: token
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { token: { token_env: HSS_TOKEN } }
-    projects:
-      - project_id: 2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b
-  - name: iam
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 120
-    auth: { iam_password: { domain: acme, user: ops, password_env: HSS_PASSWORD, iam_endpoint: "{API}" } }
-    projects:
-      - project_id: 3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c
-  - name: wrong-password
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { iam_password: { domain: acme, user: stranger, password_env: HSS_BAD_SK, iam_endpoint: "{API}" } }
-    projects:
-      - project_id: 3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c
-"#;
+fn suspended(body: &str, account: &str) -> bool {
+    value(
+        body,
+        "hss_exporter_account_suspended",
+        &[("account", account), ("region", "cn-north-4")],
+    ) == Some(1.0)
+}
+
+fn up(body: &str, account: &str, project: &str) -> bool {
+    value(
+        body,
+        "hss_registry_statistics_up",
+        &target(account, "cn-north-4", project, "", "all"),
+    ) == Some(1.0)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
     let (sim, server) = sim().await;
-    sim.add_access_key(AK2, SK);
     sim.set_stats(P1, None, RegistryType::Harbor, 1, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let bad_sk = dir.path().join("bad-sk");
-    std::fs::write(&bad_sk, "file-secret-that-is-wrong\n").unwrap();
-    let config = dir.path().join("config.yaml");
-    let yaml = CONFIG
-        .replace("{API}", &server.url())
-        .replace("{BAD_SK_FILE}", &bad_sk.display().to_string());
-    std::fs::write(&config, &yaml).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hss-exporter"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--web.listen-address",
-            &addr,
-            "--log.level",
-            "trace",
-            "--web.enable-lifecycle",
-        ])
-        .env_clear()
-        .envs(env())
-        .env("HSS_AK2", AK2)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let _ = stderr.read_to_end(&mut all);
-        all
-    });
+    let file = ConfigFile::new(&server.url());
+    file.write_file("bad-sk", "file-secret-that-is-wrong\n");
+    file.write(&config());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let exporter = Running::reading_stderr(&[
+        "--config",
+        &file.arg(),
+        "--web.listen-address",
+        &addr,
+        "--log.level",
+        "trace",
+        "--web.enable-lifecycle",
+    ]);
 
-    let mut seen = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Every page fetched, to be searched for secrets at the end.
+    let seen = RefCell::new(Vec::new());
     let url = format!("http://{addr}");
-    let client = reqwest::Client::new();
+    let metrics = format!("{url}/metrics");
+    let (seen_ref, sim_ref, metrics_ref) = (&seen, &sim, metrics.as_str());
     // Wait for every path to have been taken: success, refusal, IAM token, IAM refusal.
-    loop {
-        if let Ok(r) = client.get(format!("{url}/metrics")).send().await {
-            let body = r.text().await.unwrap();
-            let log = sim.log();
-            let done = value(
-                &body,
-                "hss_exporter_account_suspended",
-                &[("account", "refused"), ("region", "cn-north-4")],
-            ) == Some(1.0)
-                && value(
-                    &body,
-                    "hss_exporter_account_suspended",
-                    &[("account", "wrong-password"), ("region", "cn-north-4")],
-                ) == Some(1.0)
-                && log
-                    .iter()
-                    .any(|e| e.service == Service::Iam && e.status == 201)
-                && value(
-                    &body,
-                    "hss_registry_statistics_up",
-                    &target("token", "cn-north-4", P2, "", "all"),
-                ) == Some(1.0);
-            seen.push(body);
-            if done {
-                break;
+    eventually(
+        Duration::from_secs(20),
+        "every path taken: success, refusal, IAM token, IAM refusal",
+        move || async move {
+            let (_, body) = fetch(Method::GET, metrics_ref).await?;
+            let log = sim_ref.log();
+            let state = [
+                ("refused suspended", suspended(&body, "refused")),
+                (
+                    "wrong-password suspended",
+                    suspended(&body, "wrong-password"),
+                ),
+                (
+                    "IAM token issued",
+                    log.iter()
+                        .any(|e| e.service == Service::Iam && e.status == 201),
+                ),
+                ("token up", up(&body, "token", P2)),
+            ];
+            seen_ref.borrow_mut().push(body);
+            if state.iter().all(|(_, done)| *done) {
+                Ok(())
+            } else {
+                Err(format!("{state:?}"))
             }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "scenario did not complete"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        },
+    )
+    .await;
     // A revoked IAM token (401, then a fresh one) and a reload that re-reads the secret file.
+    let revoked_at = sim.log().len();
     sim.revoke_issued_tokens();
-    std::fs::write(&bad_sk, format!("{SK}\n")).unwrap();
-    assert_eq!(
-        client
-            .post(format!("{url}/-/reload"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    file.write_file("bad-sk", &format!("{SK}\n"));
+    let reload = fetch(Method::POST, &format!("{url}/-/reload")).await;
+    assert_eq!(reload.map(|(status, _)| status), Ok(200));
+    eventually(
+        Duration::from_secs(20),
+        "the refused account polled with the new key and the revoked IAM token replaced",
+        move || async move {
+            let (_, body) = fetch(Method::GET, metrics_ref).await?;
+            let log = sim_ref.log();
+            let after = &log[revoked_at.min(log.len())..];
+            let refused = after
+                .iter()
+                .position(|e| e.service == Service::Hss && e.status == 401 && e.caller.is_empty());
+            let renewed = refused.and_then(|i| {
+                after[i..]
+                    .iter()
+                    .position(|e| e.service == Service::Iam && e.status == 201)
+                    .map(|j| i + j)
+            });
+            let used = renewed.is_some_and(|i| {
+                after[i..]
+                    .iter()
+                    .any(|e| e.service == Service::Hss && e.status == 200 && e.caller == "acme/ops")
+            });
+            let state = [
+                ("refused up", up(&body, "refused", P2)),
+                ("revoked token refused", refused.is_some()),
+                ("new token issued", renewed.is_some()),
+                ("new token used", used),
+            ];
+            seen_ref.borrow_mut().push(body);
+            if state.iter().all(|(_, done)| *done) {
+                Ok(())
+            } else {
+                Err(format!("{state:?}"))
+            }
+        },
+    )
+    .await;
     for path in ["/metrics", "/", "/-/ready"] {
-        seen.push(
-            client
-                .get(format!("{url}{path}"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        );
+        let (_, page) = fetch(Method::GET, &format!("{url}{path}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        seen.borrow_mut().push(page);
     }
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    child.wait().unwrap();
-    let logs = String::from_utf8_lossy(&logs.join().unwrap()).into_owned();
+    let (_, logs) = exporter.stop(Duration::from_secs(10)).await;
+    let logs = logs.join("\n");
+    let seen = seen.into_inner();
 
     // The logs are really at trace level, HTTP client and server included.
     assert!(logs.contains("TRACE"), "trace logging was on");

@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
@@ -12,16 +12,11 @@ use hss_exporter::app::Options;
 use hss_exporter::web::Security;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 
-const CONFIG: &str = r#"
-poll: { interval: 1m, timeout: 2s, stale_after: 5m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-"#;
+fn config() -> String {
+    Config::new()
+        .account(account("prod").project(P1, &[]))
+        .yaml()
+}
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all as PEM.
 struct Pki {
@@ -57,18 +52,17 @@ fn pki() -> Pki {
     }
 }
 
-fn write_web_config(dir: &Path, pki: &Pki, extra: &str) -> std::path::PathBuf {
-    std::fs::write(dir.join("server.crt"), &pki.server.0).unwrap();
-    std::fs::write(dir.join("server.key"), &pki.server.1).unwrap();
-    std::fs::write(dir.join("ca.crt"), &pki.ca).unwrap();
-    let path = dir.join("web.yml");
+/// Writes the server's certificate and key, the CA and `web.yml` (with `extra` in its
+/// `tls_server_config`) next to each other; returns the path of `web.yml`.
+fn write_web_config(files: &ConfigFile, pki: &Pki, extra: &str) -> PathBuf {
+    files.write_file("server.crt", &pki.server.0);
+    files.write_file("server.key", &pki.server.1);
+    files.write_file("ca.crt", &pki.ca);
     // Relative paths are relative to the web config file, as in the exporter-toolkit.
-    std::fs::write(
-        &path,
-        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{extra}"),
+    files.write_file(
+        "web.yml",
+        &format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{extra}"),
     )
-    .unwrap();
-    path
 }
 
 async fn start(web: &Path) -> (hss_exporter::Exporter, hss_exporter::sim::SimServer) {
@@ -78,11 +72,11 @@ async fn start(web: &Path) -> (hss_exporter::Exporter, hss_exporter::sim::SimSer
         web: Some(Arc::new(security)),
         ..Options::default()
     };
-    (exporter_with(CONFIG, &server, options).await, server)
+    (exporter_with(&config(), &server, options).await, server)
 }
 
 fn client(pki: &Pki, identity: Option<&(String, String)>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
+    let mut b = http_builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap());
@@ -94,30 +88,29 @@ fn client(pki: &Pki, identity: Option<&(String, String)>) -> reqwest::Client {
 
 #[tokio::test]
 async fn serves_https_with_a_certificate() {
-    let dir = tempfile::tempdir().unwrap();
+    let files = ConfigFile::new(NO_API);
     let pki = pki();
-    let (exporter, _server) = start(&write_web_config(
-        dir.path(),
-        &pki,
-        "  min_version: TLS13\n",
-    ))
-    .await;
+    let (exporter, _server) =
+        start(&write_web_config(&files, &pki, "  min_version: TLS13\n")).await;
     let url = format!("https://{}/metrics", exporter.addr);
     let r = client(&pki, None).get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("hss_exporter_build_info"));
     // Plain HTTP to the TLS port gets no HTTP answer.
-    let plain = reqwest::get(format!("http://{}/metrics", exporter.addr)).await;
+    let plain = http()
+        .get(format!("http://{}/metrics", exporter.addr))
+        .send()
+        .await;
     assert!(plain.is_err() || plain.unwrap().status() != 200);
     exporter.shutdown().await;
 }
 
 #[tokio::test]
 async fn client_certificates_are_required_and_verified() {
-    let dir = tempfile::tempdir().unwrap();
+    let files = ConfigFile::new(NO_API);
     let pki = pki();
     let web = write_web_config(
-        dir.path(),
+        &files,
         &pki,
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
     );
@@ -149,11 +142,11 @@ async fn client_certificates_are_required_and_verified() {
 
 #[tokio::test]
 async fn basic_auth_accepts_the_right_password_only() {
-    let dir = tempfile::tempdir().unwrap();
+    let files = ConfigFile::new(NO_API);
     let pki = pki();
     let hash = bcrypt::hash("scrape-secret", 4).unwrap();
     let web = write_web_config(
-        dir.path(),
+        &files,
         &pki,
         &format!("basic_auth_users:\n  prometheus: \"{hash}\"\n"),
     );
@@ -210,7 +203,7 @@ async fn basic_auth_accepts_the_right_password_only() {
 
 #[tokio::test]
 async fn bad_web_configs_are_refused_with_the_key_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let files = ConfigFile::new(NO_API);
     let pki = pki();
     let cases = [
         ("  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", "tls_server_config.cipher_suites: unknown field `cipher_suites`"),
@@ -221,44 +214,37 @@ async fn bad_web_configs_are_refused_with_the_key_named() {
         ("basic_auth_users:\n  prometheus: plaintext\n", "basic_auth_users.prometheus: not a bcrypt hash"),
     ];
     for (extra, wanted) in cases {
-        let web = write_web_config(dir.path(), &pki, extra);
+        let web = write_web_config(&files, &pki, extra);
         let err = Security::load(&web).unwrap_err().to_string();
         assert!(err.contains(wanted), "{err:?} lacks {wanted:?}");
     }
-    std::fs::write(
-        dir.path().join("web.yml"),
+    let web = files.write_file(
+        "web.yml",
         "tls_server_config:\n  cert_file: missing.crt\n  key_file: server.key\n",
-    )
-    .unwrap();
-    let err = Security::load(&dir.path().join("web.yml"))
-        .unwrap_err()
-        .to_string();
+    );
+    let err = Security::load(&web).unwrap_err().to_string();
     assert!(
         err.contains("tls_server_config.cert_file: cannot read ") && err.contains("missing.crt"),
         "{err}"
     );
-    std::fs::write(dir.path().join("server.key"), &pki.client.1).unwrap();
-    std::fs::write(
-        dir.path().join("web.yml"),
+    files.write_file("server.key", &pki.client.1);
+    let web = files.write_file(
+        "web.yml",
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
-    )
-    .unwrap();
-    let err = Security::load(&dir.path().join("web.yml"))
-        .unwrap_err()
-        .to_string();
+    );
+    let err = Security::load(&web).unwrap_err().to_string();
     assert!(err.contains("certificate and key do not fit"), "{err}");
 
     // The binary refuses to start with it, naming the flag and the key.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hss-exporter"))
-        .args([
-            "demo",
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--web.config.file",
-        ])
-        .arg(write_web_config(dir.path(), &pki, "  min_version: TLS10\n"))
-        .output()
-        .unwrap();
+    let web = write_web_config(&files, &pki, "  min_version: TLS10\n");
+    let out = run(&[
+        "demo",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--web.config.file",
+        &web.display().to_string(),
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

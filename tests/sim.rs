@@ -44,7 +44,7 @@ async fn send(
 ) -> (u16, serde_json::Value) {
     let mut req = build_request(&Url::parse(base).unwrap(), t, auth, at);
     tamper(&mut req.url, &mut req.headers);
-    let mut b = reqwest::Client::new().get(&req.url);
+    let mut b = http().get(&req.url);
     for (k, v) in &req.headers {
         b = b.header(k.as_str(), v.as_str());
     }

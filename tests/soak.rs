@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::fmt::Write as _;
-
 use std::time::Duration;
 
 use common::*;
@@ -17,21 +15,15 @@ const ACCOUNTS: usize = 5;
 const PROJECTS_PER_ACCOUNT: usize = 10;
 
 fn config() -> String {
-    let mut yaml =
-        String::from("poll: { interval: 5m, timeout: 3s, stale_after: 30m }\naccounts:\n");
+    let mut config = Config::new().poll("5m", "3s", "30m");
     for a in 0..ACCOUNTS {
-        let _ = write!(
-            yaml,
-            "  - name: acct{a}\n    region: cn-north-4\n    endpoint: \"{{API}}\"\n    rate_limit_per_minute: 600\n    auth: {{ ak_sk: {{ access_key_env: HSS_AK, secret_key_env: HSS_SK }} }}\n    projects:\n"
-        );
+        let mut acct = account(&format!("acct{a}")).rate(600);
         for p in 0..PROJECTS_PER_ACCOUNT {
-            let _ = write!(
-                yaml,
-                "      - project_id: p{a}x{p}\n        registry_types: [Harbor, Jfrog, SwrPrivate, SwrShared, SwrEnterprise, Other]\n"
-            );
+            acct = acct.project(&format!("p{a}x{p}"), ALL_TYPES);
         }
+        config = config.account(acct);
     }
-    yaml
+    config.yaml()
 }
 
 fn rss_kib() -> u64 {

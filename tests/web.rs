@@ -9,40 +9,24 @@ use std::time::Duration;
 use common::*;
 use hss_exporter::model::RegistryType;
 
-const CONFIG: &str = r#"
-poll: { interval: 1m, timeout: 2s, stale_after: 5m }
-accounts:
-  - name: prod
-    region: cn-north-4
-    endpoint: "{API}"
-    rate_limit_per_minute: 60
-    auth: { ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK } }
-    projects:
-      - project_id: 1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a
-        enterprise_project_id: "<b>eps</b>"
-        registry_types: [Harbor, Jfrog]
-"#;
-
-async fn request(
-    addr: std::net::SocketAddr,
-    method: reqwest::Method,
-    path: &str,
-) -> reqwest::Response {
-    reqwest::Client::new()
-        .request(method, format!("http://{addr}{path}"))
-        .send()
-        .await
-        .unwrap()
+fn config() -> String {
+    Config::new()
+        .account(
+            account("prod")
+                .rate(60)
+                .project_in(P1, Some("<b>eps</b>"), &["Harbor", "Jfrog"]),
+        )
+        .yaml()
 }
 
 #[tokio::test]
 async fn serves_metrics_health_readiness_and_a_status_page() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let addr = exporter.addr;
     let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
-    wait_for(&exporter, Duration::from_secs(10), |b| {
+    wait_for(&exporter, Duration::from_secs(10), "Harbor's value", |b| {
         value(b, "hss_registry_access_fail", &labels) == Some(2.0)
     })
     .await;
@@ -98,7 +82,7 @@ async fn serves_metrics_health_readiness_and_a_status_page() {
 #[tokio::test]
 async fn shuts_down_promptly_and_stops_listening() {
     let (_sim, server) = sim().await;
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let addr = exporter.addr;
     let started = std::time::Instant::now();
     exporter.shutdown().await;
@@ -107,7 +91,9 @@ async fn shuts_down_promptly_and_stops_listening() {
         "{:?}",
         started.elapsed()
     );
-    assert!(reqwest::get(format!("http://{addr}/metrics"))
+    assert!(http()
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await
         .is_err());
 }
@@ -126,9 +112,9 @@ async fn promtool_finds_nothing_to_complain_about() {
     }
     let (sim, server) = sim().await;
     sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
-    let body = wait_for(&exporter, Duration::from_secs(10), |b| {
+    let body = wait_for(&exporter, Duration::from_secs(10), "Harbor polled", |b| {
         value(b, "hss_registry_statistics_up", &labels).is_some()
     })
     .await;
@@ -162,9 +148,9 @@ async fn promtool_finds_nothing_to_complain_about() {
 async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, Some("<b>eps</b>"), RegistryType::Harbor, 2, 3);
-    let exporter = exporter(CONFIG, &server).await;
+    let exporter = exporter(&config(), &server).await;
     let labels = target("prod", "cn-north-4", P1, "<b>eps</b>", "Harbor");
-    wait_for(&exporter, Duration::from_secs(10), |b| {
+    wait_for(&exporter, Duration::from_secs(10), "Harbor's value", |b| {
         value(b, "hss_registry_access_fail", &labels) == Some(2.0)
     })
     .await;
@@ -191,7 +177,7 @@ async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
     );
     assert_ne!(first, second);
 
-    let r = reqwest::Client::new()
+    let r = http()
         .get(format!("http://{}/metrics", exporter.addr))
         .header("Accept-Encoding", "gzip")
         .send()
@@ -217,7 +203,7 @@ async fn the_cached_body_follows_every_change_and_gzip_matches_plain() {
         compressed.len(),
         plain.len()
     );
-    let r = reqwest::Client::new()
+    let r = http()
         .get(format!("http://{}/metrics", exporter.addr))
         .header("Accept-Encoding", "gzip;q=0, identity")
         .send()

@@ -10,6 +10,16 @@ pub const TOKEN: &str = "{ token: { token_env: HSS_TOKEN } }";
 /// `iam_password` of the simulator's user `acme/ops`, IAM on the simulator.
 pub const IAM: &str = "{ iam_password: { domain: acme, user: ops, password_env: HSS_PASSWORD, iam_endpoint: \"{API}\" } }";
 
+/// Every registry type, for [`Account::project`].
+pub const ALL_TYPES: &[&str] = &[
+    "Harbor",
+    "Jfrog",
+    "SwrPrivate",
+    "SwrShared",
+    "SwrEnterprise",
+    "Other",
+];
+
 /// A configuration file under construction.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -1,22 +1,34 @@
 //! Helpers for the integration tests: a simulator, an exporter pointed at it, a builder for
-//! their configuration, and a reader for the text exposition.
+//! their configuration and a file to write it to, the binary run as an operator runs it,
+//! bounded HTTP requests, waiting for conditions, and a reader for the text exposition.
 #![allow(dead_code)]
 
+mod bin;
 mod builder;
+mod file;
 
 #[allow(unused_imports)]
-pub use builder::{account, Account, Config, AK_SK, IAM, TOKEN};
+pub use bin::{free_port, metrics_url, run, Running};
+#[allow(unused_imports)]
+pub use builder::{account, Account, Config, AK_SK, ALL_TYPES, IAM, TOKEN};
+#[allow(unused_imports)]
+pub use file::{ConfigFile, NO_API};
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hss_exporter::app::Options;
-use hss_exporter::config::{self, Env};
+use hss_exporter::config::{self, Env, Settings};
 use hss_exporter::sim::{LogEntry, Service, Sim, SimServer};
 use hss_exporter::Exporter;
 use tokio::net::TcpListener;
 
 pub const AK: &str = "TESTAK0000000000001";
+/// A second key the simulator knows, with the same secret key.
+pub const AK2: &str = "TESTAK0000000000002";
 pub const SK: &str = "test-secret-key-000000000000000000000001";
 pub const P1: &str = "1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a";
 pub const P2: &str = "2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b";
@@ -26,6 +38,7 @@ pub const P3: &str = "3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c";
 pub fn env() -> Env {
     [
         ("HSS_AK", AK),
+        ("HSS_AK2", AK2),
         ("HSS_SK", SK),
         ("HSS_TOKEN", "static-token-1"),
         ("HSS_PASSWORD", "s3cret-password"),
@@ -40,6 +53,7 @@ pub fn env() -> Env {
 pub async fn sim() -> (Sim, SimServer) {
     let sim = Sim::new();
     sim.add_access_key(AK, SK);
+    sim.add_access_key(AK2, SK);
     sim.add_token("static-token-1", "token-owner");
     sim.add_user("acme", "ops", "s3cret-password");
     let server = sim.start(([127, 0, 0, 1], 0).into()).await.unwrap();
@@ -54,21 +68,118 @@ pub async fn exporter(yaml: &str, server: &SimServer) -> Exporter {
 pub async fn exporter_with(yaml: &str, server: &SimServer, options: Options) -> Exporter {
     let yaml = yaml.replace("{API}", &server.url());
     let settings = config::load_str(&yaml, &env()).expect("test config is valid");
+    start_exporter(&settings, options).await
+}
+
+/// Starts an exporter with `settings` on `127.0.0.1:0`.
+pub async fn start_exporter(settings: &Settings, options: Options) -> Exporter {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Exporter::start(&settings, listener, options).unwrap()
+    Exporter::start(settings, listener, options).unwrap()
 }
 
-pub async fn get(exporter: &Exporter, path: &str) -> (u16, String) {
-    let r = reqwest::get(format!("http://{}{path}", exporter.addr))
+/// The longest any one connect, request or read of the tests may take: a server that never
+/// answers or never closes fails the test after this instead of blocking it. Tokio time, so
+/// it also ends a wait under a paused clock, which keeps advancing through the exporter's
+/// timers while a read is stuck.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often [`eventually`] checks again.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// A reqwest client builder with [`IO_TIMEOUT`] on connecting and on each whole request.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(IO_TIMEOUT)
+        .timeout(IO_TIMEOUT)
+}
+
+/// A reqwest client with [`IO_TIMEOUT`]; a new one for each test runtime.
+pub fn http() -> reqwest::Client {
+    http_builder().build().expect("HTTP client")
+}
+
+/// A reqwest error with its causes ("operation timed out", "connection refused").
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
+/// `method path` to the server at `addr`; panics if it gets no answer.
+pub async fn request(addr: SocketAddr, method: reqwest::Method, path: &str) -> reqwest::Response {
+    let url = format!("http://{addr}{path}");
+    http()
+        .request(method.clone(), &url)
+        .send()
         .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+        .unwrap_or_else(|e| panic!("{method} {url}: {}", describe(&e)))
 }
 
+/// `method url`: the status and body, or what went wrong as text.
+pub async fn fetch(method: reqwest::Method, url: &str) -> Result<(u16, String), String> {
+    let failed = |e: reqwest::Error| format!("{method} {url}: {}", describe(&e));
+    let r = http()
+        .request(method.clone(), url)
+        .send()
+        .await
+        .map_err(failed)?;
+    let status = r.status().as_u16();
+    let body = r.text().await.map_err(failed)?;
+    Ok((status, body))
+}
+
+/// GET `path` from the exporter: status and body.
+pub async fn get(exporter: &Exporter, path: &str) -> (u16, String) {
+    fetch(
+        reqwest::Method::GET,
+        &format!("http://{}{path}", exporter.addr),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The exporter's `/metrics`, which must answer 200.
 pub async fn scrape(exporter: &Exporter) -> String {
     let (status, body) = get(exporter, "/metrics").await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{body}");
     body
+}
+
+/// The output of `fut`, or a panic naming `what` once `limit` (of tokio time) has passed.
+pub async fn bounded<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing within {limit:?}"))
+}
+
+/// Runs `check` every 50 ms of tokio time (so also under a paused clock) until it gives
+/// `Ok`, and returns that. `Err` describes where things stand; the last one is in the panic
+/// that ends the wait once `within` has passed. Each check must bound its own waits (the
+/// HTTP helpers here do).
+pub async fn eventually<T, S, Fut>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Fut,
+) -> T
+where
+    Fut: Future<Output = Result<T, S>>,
+    S: Display,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(done) => return done,
+            Err(state) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "still waiting for {what} after {within:?}; last:\n{state}"
+            ),
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
 }
 
 /// Series of the exposition: (name, labels) → value.
@@ -156,24 +267,43 @@ pub fn target<'a>(
     ]
 }
 
-/// Scrapes until `ready` holds for the body, or panics after `within` (of tokio time).
+/// Scrapes until `ready` holds for the body and returns it, or panics naming `what` after
+/// `within` (of tokio time).
 pub async fn wait_for(
     exporter: &Exporter,
     within: Duration,
+    what: &str,
     ready: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    let ready = &ready;
+    eventually(within, what, move || async move {
         let body = scrape(exporter).await;
         if ready(&body) {
-            return body;
+            Ok(body)
+        } else {
+            Err(body)
         }
-        assert!(
-            tokio::time::Instant::now() <= deadline,
-            "condition not met within {within:?}; last scrape:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+}
+
+/// GETs `url` until it answers 200 with a body for which `ready` holds, and returns that
+/// body; refused connections and other answers are waited through.
+pub async fn wait_for_url(
+    url: &str,
+    within: Duration,
+    what: &str,
+    ready: impl Fn(&str) -> bool,
+) -> String {
+    let ready = &ready;
+    eventually(within, what, move || async move {
+        match fetch(reqwest::Method::GET, url).await {
+            Ok((200, body)) if ready(&body) => Ok(body),
+            Ok((status, body)) => Err(format!("{status}\n{body}")),
+            Err(e) => Err(e),
+        }
+    })
+    .await
 }
 
 /// HSS requests of one caller.
