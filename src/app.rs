@@ -13,12 +13,25 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Store;
+use crate::model::ListenAddress;
 use crate::reload::{ReloadError, ReloadHandle, ReloadRequest};
 use crate::scheduler::{self, Scheduler};
 use crate::web;
 
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The runtime the exporter runs on. Two worker threads are plenty to poll at API rate
+/// limits and serve a cached body; more would buy nothing but a malloc arena each (one on a
+/// single core). `TOKIO_WORKER_THREADS` still overrides it.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        builder.worker_threads(cores.min(2));
+    }
+    builder.enable_all().build()
+}
 
 /// Reads the configuration again (file, secrets, environment) for a reload.
 pub type Loader = Arc<dyn Fn() -> Result<Settings, ConfigError> + Send + Sync>;
@@ -35,8 +48,10 @@ pub enum StartError {
 }
 
 /// How the exporter is run, beyond its configuration.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct Options {
+    /// Where `/metrics` is served (`--web.telemetry-path`).
+    pub telemetry_path: String,
     /// Where reloads read the configuration from; without it, reloads are refused.
     pub loader: Option<Loader>,
     /// Serve `POST /-/reload` (`--web.enable-lifecycle`).
@@ -45,10 +60,23 @@ pub struct Options {
     pub web: Option<Arc<web::Security>>,
 }
 
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            telemetry_path: "/metrics".into(),
+            loader: None,
+            enable_lifecycle: false,
+            web: None,
+        }
+    }
+}
+
 /// A running exporter: its polling workers and its HTTP server.
 pub struct Exporter {
-    /// Where the HTTP server listens (useful when bound to port 0).
+    /// Where the HTTP server listens (the first listener; useful when bound to port 0).
     pub addr: SocketAddr,
+    /// Every address it listens on.
+    pub addrs: Vec<SocketAddr>,
     /// What polling wrote; tests and `once` read it directly.
     pub store: Arc<Store>,
     /// What the endpoints read; readiness is cleared on shutdown.
@@ -68,7 +96,26 @@ impl Exporter {
         listener: TcpListener,
         options: Options,
     ) -> Result<Exporter, StartError> {
-        let addr = listener.local_addr().map_err(StartError::Listener)?;
+        Exporter::start_on(settings, vec![listener], options)
+    }
+
+    /// Starts polling and serving on every one of `listeners` (at least one).
+    pub fn start_on(
+        settings: &Settings,
+        listeners: Vec<TcpListener>,
+        options: Options,
+    ) -> Result<Exporter, StartError> {
+        let addrs = listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StartError::Listener)?;
+        let addr = *addrs.first().ok_or_else(|| {
+            StartError::Listener(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no listener",
+            ))
+        })?;
         for warning in scheduler::capacity_warnings(settings) {
             tracing::warn!("{warning}");
         }
@@ -84,7 +131,7 @@ impl Exporter {
             requests,
             scheduler,
             options.loader,
-            settings.listen_address,
+            settings.listen_addresses.clone(),
             store.clone(),
             cancel.clone(),
         ));
@@ -93,8 +140,11 @@ impl Exporter {
             ready: AtomicBool::new(false),
             reload: options.enable_lifecycle.then(|| reloads.clone()),
             security: options.web,
+            telemetry_path: options.telemetry_path,
         });
-        tracker.spawn(web::serve(listener, state.clone(), cancel.clone()));
+        for listener in listeners {
+            tracker.spawn(web::serve(listener, state.clone(), cancel.clone()));
+        }
         // Ready once every credential has been tried: the first poll of each budget ended.
         let (ready, stopping) = (state.clone(), cancel.clone());
         tracker.spawn(async move {
@@ -104,9 +154,11 @@ impl Exporter {
             }
         });
         tracker.close();
-        tracing::info!(%addr, targets = settings.targets().count(), accounts = settings.accounts.len(), "exporter started");
+        let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        tracing::info!(%addr, addrs = %listening.join(", "), targets = settings.targets().count(), accounts = settings.accounts.len(), "exporter started");
         Ok(Exporter {
             addr,
+            addrs,
             store,
             state,
             reloads,
@@ -151,7 +203,7 @@ async fn reload_loop(
     mut requests: mpsc::Receiver<ReloadRequest>,
     mut scheduler: Scheduler,
     loader: Option<Loader>,
-    mut listening: SocketAddr,
+    mut listening: Vec<ListenAddress>,
     store: Arc<Store>,
     cancel: CancellationToken,
 ) {
@@ -166,11 +218,17 @@ async fn reload_loop(
         let result = match load(loader.as_ref()).await {
             Err(e) => Err(e),
             Ok(new) => {
-                if new.listen_address != listening {
-                    tracing::warn!(running = %listening, configured = %new.listen_address, "web.listen_address changed; it takes effect at the next restart");
+                if new.listen_addresses != listening {
+                    let show = |a: &[ListenAddress]| {
+                        a.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    tracing::warn!(running = %show(&listening), configured = %show(&new.listen_addresses), "web.listen_address changed; it takes effect at the next restart");
                 }
                 scheduler.apply(&new).await;
-                listening = new.listen_address;
+                listening.clone_from(&new.listen_addresses);
                 tracing::info!(
                     targets = new.targets().count(),
                     accounts = new.accounts.len(),

@@ -16,11 +16,25 @@ use crate::telemetry::LogFormat;
 )]
 pub struct Cli {
     /// Configuration file (YAML).
-    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    #[arg(
+        long = "config.file",
+        visible_alias = "config",
+        global = true,
+        value_name = "FILE",
+        default_value = DEFAULT_CONFIG_PATH
+    )]
     pub config: PathBuf,
-    /// Address to serve /metrics on; overrides `web.listen_address`.
+    /// Address to serve on; repeat it to serve on several. Overrides `web.listen_address`.
     #[arg(long = "web.listen-address", global = true, value_name = "ADDR")]
-    pub listen_address: Option<String>,
+    pub listen_addresses: Vec<String>,
+    /// Path under which the metrics are served.
+    #[arg(
+        long = "web.telemetry-path",
+        global = true,
+        value_name = "PATH",
+        default_value = "/metrics"
+    )]
+    pub telemetry_path: String,
     /// Log level: error, warn, info, debug, trace (or a tracing filter directive).
     #[arg(
         long = "log.level",
@@ -29,9 +43,10 @@ pub struct Cli {
         value_name = "LEVEL"
     )]
     pub log_level: String,
-    /// Log line format.
-    #[arg(long = "log.format", global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log line format: logfmt (the default when stderr is not a terminal), json, or text
+    /// (the default on a terminal).
+    #[arg(long = "log.format", global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// TLS and basic auth for the web endpoints, in the Prometheus exporter-toolkit format.
     #[arg(long = "web.config.file", global = true, value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
@@ -59,7 +74,13 @@ impl Cli {
     pub fn source(&self) -> Source {
         Source {
             path: self.config.clone(),
-            listen_address: self.listen_address.clone(),
+            listen_addresses: self.listen_addresses.clone(),
         }
+    }
+
+    /// `--log.format`, or the default for where stderr goes.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+            .unwrap_or_else(LogFormat::default_for_stderr)
     }
 }

@@ -120,7 +120,7 @@ pub enum DemoError {
     #[error("cannot listen on {addr}")]
     Listen {
         /// The address asked for.
-        addr: std::net::SocketAddr,
+        addr: crate::model::ListenAddress,
         /// Why not.
         #[source]
         source: std::io::Error,
@@ -173,11 +173,9 @@ impl Demo {
     }
 
     /// Binds the exporter's address.
-    pub async fn listener(&self) -> Result<TcpListener, DemoError> {
-        let addr = self.settings.listen_address;
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| DemoError::Listen { addr, source })
+    pub fn listener(&self) -> Result<TcpListener, DemoError> {
+        let addr = self.settings.listen_addresses[0];
+        crate::server::bind(addr).map_err(|source| DemoError::Listen { addr, source })
     }
 
     /// Stops the churn and the simulator.

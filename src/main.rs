@@ -5,31 +5,21 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 use clap::Parser;
-use hss_exporter::app::{Exporter, Loader, Options};
+use hss_exporter::app::{self, Exporter, Loader, Options};
 use hss_exporter::cli::{Cli, Command};
 use hss_exporter::config::Settings;
 use hss_exporter::shutdown::{run_until_stopped, Signals};
-use hss_exporter::{demo::Demo, metrics::Store, scheduler, telemetry, web::Security};
-use tokio::net::TcpListener;
+use hss_exporter::{demo::Demo, metrics::Store, scheduler, server, telemetry, web};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = telemetry::init(&cli.log_level, cli.log_format) {
+    if let Err(e) = telemetry::init(&cli.log_level, cli.log_format()) {
         eprintln!("hss-exporter: --log.level: {e}");
         return ExitCode::FAILURE;
     }
-    // Two worker threads are plenty to poll at API rate limits and serve a cached body; more
-    // would buy nothing but a malloc arena each. TOKIO_WORKER_THREADS still overrides it.
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        runtime.worker_threads(cores.min(2));
-    }
-    let outcome = runtime
-        .enable_all()
-        .build()
+    let outcome = app::runtime()
         .context("cannot start the runtime")
         .and_then(|runtime| runtime.block_on(run(cli)));
     outcome.unwrap_or_else(|e| {
@@ -41,17 +31,18 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command;
     if let Some(Command::Demo) = command {
-        let listen = cli.listen_address.as_deref().unwrap_or("127.0.0.1:9943");
+        let options = options(&cli)?;
+        let listen = cli
+            .listen_addresses
+            .first()
+            .map_or("127.0.0.1:9943", String::as_str);
         let mut signals = Signals::install();
         let demo = Demo::start(listen).await?;
-        let listener = demo.listener().await?;
-        let options = Options {
-            web: web_security(&cli)?,
-            ..Options::default()
-        };
+        let listener = demo.listener()?;
         let exporter = Exporter::start(&demo.settings, listener, options)?;
         let addr = exporter.addr;
-        println!("hss-exporter demo: metrics at http://{addr}/metrics (status page http://{addr}/, simulated API {})", demo.api_url());
+        let path = &cli.telemetry_path;
+        println!("hss-exporter demo: metrics at http://{addr}{path} (status page http://{addr}/, simulated API {})", demo.api_url());
         run_until_stopped(&mut signals, &exporter).await;
         exporter.shutdown().await;
         demo.shutdown().await;
@@ -77,15 +68,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Demo) | None => {
             // Before the listener answers: a SIGHUP the moment it does must not kill us.
             let mut signals = Signals::install();
+            let listeners = settings
+                .listen_addresses
+                .iter()
+                .map(|&a| server::bind(a).with_context(|| format!("cannot listen on {a}")))
+                .collect::<anyhow::Result<_>>()?;
             let options = Options {
                 loader: Some(loader),
-                enable_lifecycle: cli.enable_lifecycle,
-                web: web_security(&cli)?,
+                ..options(&cli)?
             };
-            let listener = TcpListener::bind(settings.listen_address)
-                .await
-                .with_context(|| format!("cannot listen on {}", settings.listen_address))?;
-            let exporter = Exporter::start(&settings, listener, options)?;
+            let exporter = Exporter::start_on(&settings, listeners, options)?;
             // The exporter holds what it needs; 10,000 targets' worth of settings can go.
             drop(settings);
             run_until_stopped(&mut signals, &exporter).await;
@@ -107,11 +99,22 @@ fn load(loader: &Loader) -> Option<Settings> {
         .ok()
 }
 
-fn web_security(cli: &Cli) -> anyhow::Result<Option<Arc<Security>>> {
-    let Some(path) = &cli.web_config_file else {
-        return Ok(None);
+/// How the endpoints are served: the telemetry path, the lifecycle API, the web config.
+fn options(cli: &Cli) -> anyhow::Result<Options> {
+    let path = &cli.telemetry_path;
+    web::check_telemetry_path(path).map_err(|e| anyhow!("--web.telemetry-path: {e}"))?;
+    let security = match &cli.web_config_file {
+        None => None,
+        Some(file) => {
+            let security = web::Security::load(file).context("--web.config.file")?;
+            tracing::info!(file = %file.display(), ?security, "web endpoints protected");
+            Some(Arc::new(security))
+        }
     };
-    let security = Security::load(path).context("--web.config.file")?;
-    tracing::info!(file = %path.display(), ?security, "web endpoints protected");
-    Ok(Some(Arc::new(security)))
+    Ok(Options {
+        telemetry_path: path.clone(),
+        loader: None,
+        enable_lifecycle: cli.enable_lifecycle,
+        web: security,
+    })
 }

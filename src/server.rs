@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::model::ListenAddress;
+
 /// A client gets this long to send its request headers, and an idle keep-alive connection
 /// this long before it is closed (slow-loris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,6 +33,33 @@ const MAX_CONNECTIONS: usize = 512;
 const MAX_CONNECTIONS_PER_IP: usize = 64;
 /// How long shutdown waits for in-flight scrapes to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Binds `addr`. `:port` listens on every address of both families: one IPv6 socket that
+/// also takes IPv4 connections, or IPv4 alone where the host has no IPv6.
+pub fn bind(addr: ListenAddress) -> std::io::Result<TcpListener> {
+    let dual_stack = |port: u16| -> std::io::Result<std::net::TcpListener> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_only_v6(false)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    let std_listener = match addr {
+        ListenAddress::Addr(a) => std::net::TcpListener::bind(a)?,
+        ListenAddress::All(port) => match dual_stack(port) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "no IPv6 listener; listening on IPv4 only");
+                std::net::TcpListener::bind(std::net::SocketAddr::from(([0, 0, 0, 0], port)))?
+            }
+        },
+    };
+    std_listener.set_nonblocking(true)?;
+    TcpListener::from_std(std_listener)
+}
+
 /// Counts open connections, in all and per client address.
 #[derive(Default)]
 struct Slots {

@@ -254,7 +254,7 @@ async fn sighup_reloads_the_configuration() {
             "the address in the start-up log",
             |line| {
                 let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-                v["fields"]["addr"].as_str().map(str::to_string)
+                v["addr"].as_str().map(str::to_string)
             },
         )
         .await;
@@ -307,4 +307,37 @@ async fn sighup_reloads_the_configuration() {
         !logs.iter().any(|l| l.contains(SK)),
         "no secret in the logs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_the_moment_the_server_answers_never_kills_it() {
+    let (_sim, server) = sim().await;
+    let file = ConfigFile::new(&server.url());
+    file.write(
+        &Config::new()
+            .account(account("prod").project(P1, &["Harbor"]))
+            .yaml(),
+    );
+    for round in 0..5 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut exporter =
+            Running::reading_stderr(&["--config", &file.arg(), "--web.listen-address", &addr]);
+        let healthy = format!("http://{addr}/-/healthy");
+        // As a deploy script would: reload the moment the exporter answers.
+        eventually(Duration::from_secs(10), "the first answer", || async {
+            fetch(reqwest::Method::GET, &healthy).await.map(|_| ())
+        })
+        .await;
+        exporter.signal("HUP");
+        wait_for_url(
+            &format!("http://{addr}/metrics"),
+            Duration::from_secs(10),
+            "the reload counted",
+            |b| value(b, "hss_exporter_config_last_reload_successful", &[]) == Some(1.0),
+        )
+        .await;
+        assert!(exporter.is_running(), "round {round}: SIGHUP killed it");
+        let (status, _) = exporter.stop(Duration::from_secs(10)).await;
+        assert!(status.success(), "round {round}: {status}");
+    }
 }

@@ -16,7 +16,7 @@ use hss_exporter::hss::client::decode_statistics;
 use hss_exporter::hss::request::build_request;
 use hss_exporter::hss::signer;
 use hss_exporter::model;
-use hss_exporter::model::Credentials;
+use hss_exporter::model::{Credentials, ListenAddress};
 use hss_exporter::model::{RegistryType, Statistics};
 use hss_exporter::scheduler;
 use hss_exporter::secret::Secret;
@@ -1048,7 +1048,7 @@ struct AccountSpec {
 
 #[derive(Debug, Clone)]
 struct ConfigSpec {
-    listen: Option<(String, SocketAddr)>,
+    listen: Option<(String, ListenAddress)>,
     listen_env: Option<u16>,
     /// interval, timeout, `stale_after`
     poll: Option<(Duration, Duration, Duration)>,
@@ -1161,19 +1161,24 @@ fn account_spec(i: usize) -> impl Strategy<Value = AccountSpec> {
 }
 
 fn config_spec() -> impl Strategy<Value = ConfigSpec> {
+    let addr = |a: SocketAddr| ListenAddress::Addr(a);
     let listen = prop::option::of(prop_oneof![
-        any::<u16>().prop_map(|p| (
+        any::<u16>().prop_map(move |p| (
             format!("127.0.0.1:{p}"),
-            SocketAddr::from(([127, 0, 0, 1], p))
+            addr(SocketAddr::from(([127, 0, 0, 1], p)))
         )),
-        any::<u16>().prop_map(|p| (format!(":{p}"), SocketAddr::from(([0, 0, 0, 0], p)))),
-        any::<u16>().prop_map(|p| (
+        any::<u16>().prop_map(|p| (format!(":{p}"), ListenAddress::All(p))),
+        any::<u16>().prop_map(move |p| (
+            format!("0.0.0.0:{p}"),
+            addr(SocketAddr::from(([0, 0, 0, 0], p)))
+        )),
+        any::<u16>().prop_map(move |p| (
             format!("localhost:{p}"),
-            SocketAddr::from(([127, 0, 0, 1], p))
+            addr(SocketAddr::from(([127, 0, 0, 1], p)))
         )),
-        any::<u16>().prop_map(|p| (
+        any::<u16>().prop_map(move |p| (
             format!("[::1]:{p}"),
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, p))
+            addr(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, p)))
         )),
     ]);
     let poll = prop::option::of(
@@ -1331,11 +1336,11 @@ fn render_spec(spec: &ConfigSpec, dir: &std::path::Path) -> (String, Env) {
 /// Checks `s` is exactly what `spec` describes.
 fn check_against(spec: &ConfigSpec, s: &Settings) -> Result<(), TestCaseError> {
     let listen = match (spec.listen_env, &spec.listen) {
-        (Some(port), _) => SocketAddr::from(([0, 0, 0, 0], port)),
+        (Some(port), _) => ListenAddress::All(port),
         (None, Some((_, addr))) => *addr,
         (None, None) => config::DEFAULT_LISTEN_ADDRESS.parse().unwrap(),
     };
-    prop_assert_eq!(s.listen_address, listen);
+    prop_assert_eq!(&s.listen_addresses, &vec![listen]);
     let (i, t, st) = spec.poll.unwrap_or((
         Duration::from_secs(300),
         Duration::from_secs(10),

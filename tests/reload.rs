@@ -46,7 +46,7 @@ impl Setup {
         let options = Options {
             loader: Some(loader),
             enable_lifecycle: lifecycle,
-            web: None,
+            ..Options::default()
         };
         start_exporter(&settings, options).await
     }

@@ -160,8 +160,11 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
     let seen = seen.into_inner();
 
     // The logs are really at trace level, HTTP client and server included.
-    assert!(logs.contains("TRACE"), "trace logging was on");
-    assert!(logs.contains("hyper"), "HTTP library traces are included");
+    assert!(logs.contains("level=trace"), "trace logging was on");
+    assert!(
+        logs.contains("target=hyper"),
+        "HTTP library traces are included"
+    );
     assert!(logs.contains("authentication refused") && logs.contains("obtained IAM token"));
     let log = sim.log();
     assert!(

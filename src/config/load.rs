@@ -55,8 +55,8 @@ fn overrides(env: &Env) -> Result<Overrides, String> {
 pub struct Source {
     /// The YAML file.
     pub path: PathBuf,
-    /// `--web.listen-address`, which wins over `web.listen_address`.
-    pub listen_address: Option<String>,
+    /// Every `--web.listen-address`; when any is given, they replace `web.listen_address`.
+    pub listen_addresses: Vec<String>,
 }
 
 impl Source {
@@ -69,12 +69,18 @@ impl Source {
     /// Reads the file with `env` as the environment.
     pub fn load_with(&self, env: &Env) -> Result<Settings, ConfigError> {
         let mut settings = load_file(&self.path, env)?;
-        if let Some(addr) = &self.listen_address {
-            settings.listen_address = validate::parse_listen_address(addr).ok_or_else(|| {
-                ConfigError::Invalid(vec![format!(
-                    "--web.listen-address: invalid address {addr:?}"
-                )])
-            })?;
+        if !self.listen_addresses.is_empty() {
+            settings.listen_addresses = self
+                .listen_addresses
+                .iter()
+                .map(|addr| {
+                    addr.parse().map_err(|()| {
+                        ConfigError::Invalid(vec![format!(
+                            "--web.listen-address: invalid address {addr:?} (expected host:port or :port)"
+                        )])
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         }
         Ok(settings)
     }

@@ -8,18 +8,17 @@ mod load;
 mod validate;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use url::Url;
 
 pub use load::{load_file, load_str, Source};
-pub use validate::{parse_listen_address, validate};
+pub use validate::validate;
 
-use crate::model::{Credentials, Target};
+use crate::model::{Credentials, ListenAddress, Target};
 
-/// Where the HTTP server listens unless configured otherwise.
-pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9943";
+/// Where the HTTP server listens unless configured otherwise: every address, IPv6 and IPv4.
+pub const DEFAULT_LISTEN_ADDRESS: &str = ":9943";
 /// The configuration file read unless `--config` names another.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hss-exporter/config.yaml";
 /// Environment overrides are named `HSS_EXPORTER__SECTION__KEY`.
@@ -46,8 +45,9 @@ pub enum ConfigError {
 /// The whole validated configuration: what the rest of the program runs on.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where the HTTP server listens; read at start-up only.
-    pub listen_address: SocketAddr,
+    /// Where the HTTP server listens (`web.listen_address`, or every
+    /// `--web.listen-address`); read at start-up only.
+    pub listen_addresses: Vec<ListenAddress>,
     /// How every account is polled.
     pub poll: PollSettings,
     /// The credentials and what each polls.

@@ -1,8 +1,8 @@
 //! Unit tests of loading and validation.
 
 use super::*;
-use crate::model::Credentials;
 use crate::model::Target;
+use crate::model::{Credentials, ListenAddress};
 use std::time::Duration;
 
 const GOOD: &str = r#"
@@ -50,7 +50,7 @@ fn assert_refused(yaml: &str, wanted: &str) {
 #[test]
 fn loads_a_good_config_into_one_target_per_registry_type() {
     let s = load_str(GOOD, &env()).unwrap();
-    assert_eq!(s.listen_address, "127.0.0.1:9943".parse().unwrap());
+    assert_eq!(s.listen_addresses, ["127.0.0.1:9943".parse().unwrap()]);
     assert_eq!(s.poll.interval, Duration::from_secs(300));
     let a = &s.accounts[0];
     assert_eq!(
@@ -120,7 +120,7 @@ fn env_overrides_use_the_prefix_and_double_underscores() {
     );
     let s = load_str(GOOD, &e).unwrap();
     assert_eq!(s.poll.interval, Duration::from_secs(600));
-    assert_eq!(s.listen_address, "0.0.0.0:9100".parse().unwrap());
+    assert_eq!(s.listen_addresses, [ListenAddress::All(9100)]);
     assert_eq!(s.poll.global_rate_limit_per_minute, Some(7));
 }
 

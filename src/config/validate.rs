@@ -3,25 +3,24 @@
 //! the key path and the bad value.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 
 use url::Url;
 
 use super::file::{AccountSection, FileConfig};
 use super::{auth, Account, ConfigError, Env, PollSettings, Settings};
 use super::{DEFAULT_LISTEN_ADDRESS, DEFAULT_RATE_LIMIT_PER_MINUTE, MAX_ID_LEN};
-use crate::model::{default_endpoint, RegistryType, Target, KNOWN_REGIONS};
+use crate::model::{default_endpoint, ListenAddress, RegistryType, Target, KNOWN_REGIONS};
 
 /// Checks meaning (not shape) and resolves secrets; reports every problem, one line each.
 pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
     let mut errors = Vec::new();
 
-    let listen_address = parse_listen_address(&file.web.listen_address).unwrap_or_else(|| {
+    let listen_address = file.web.listen_address.parse().unwrap_or_else(|()| {
         errors.push(format!(
-            "web.listen_address: invalid address {:?} (expected host:port, e.g. {DEFAULT_LISTEN_ADDRESS})",
+            "web.listen_address: invalid address {:?} (expected host:port or :port, e.g. {DEFAULT_LISTEN_ADDRESS})",
             file.web.listen_address
         ));
-        SocketAddr::from(([0, 0, 0, 0], 0))
+        ListenAddress::All(0)
     });
 
     let poll = &file.poll;
@@ -69,7 +68,7 @@ pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
         return Err(ConfigError::Invalid(errors));
     }
     Ok(Settings {
-        listen_address,
+        listen_addresses: vec![listen_address],
         poll: PollSettings {
             interval: poll.interval,
             timeout: poll.timeout,
@@ -78,24 +77,6 @@ pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
         },
         accounts,
     })
-}
-
-/// Accepts `host:port`, `[v6]:port` and Prometheus-style `:port` (all interfaces).
-pub fn parse_listen_address(s: &str) -> Option<SocketAddr> {
-    let s = s.trim();
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
-    } else {
-        s.to_string()
-    };
-    if let Ok(addr) = full.parse() {
-        return Some(addr);
-    }
-    let (host, port) = full.rsplit_once(':')?;
-    if host == "localhost" {
-        return Some(SocketAddr::from(([127, 0, 0, 1], port.parse().ok()?)));
-    }
-    None
 }
 
 fn validate_account(

@@ -2,11 +2,13 @@
 //! answer holds, and why a poll failed. Every other module speaks these types; this one
 //! depends on none of them.
 
+mod listen;
 mod regions;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use listen::ListenAddress;
 pub use regions::{default_endpoint, default_iam_endpoint, KNOWN_REGIONS};
 
 use crate::secret::Secret;

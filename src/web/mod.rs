@@ -18,6 +18,19 @@ pub use security::Security;
 use crate::metrics::{Body, Store};
 use crate::reload::ReloadHandle;
 
+/// Why `--web.telemetry-path` cannot be `path`, if it cannot.
+pub fn check_telemetry_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with /"));
+    }
+    if ["/", "/-/healthy", "/-/ready", "/-/reload"].contains(&path) {
+        return Err(format!("{path:?} is taken by another endpoint"));
+    }
+    Ok(())
+}
+
+/// The metrics path's name inside the router, whatever `--web.telemetry-path` says.
+const METRICS: &str = "/metrics";
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the handlers read.
@@ -30,6 +43,8 @@ pub struct WebState {
     pub reload: Option<ReloadHandle>,
     /// TLS, basic auth and extra headers (`--web.config.file`); `None`: plain and open.
     pub security: Option<Arc<Security>>,
+    /// Where `/metrics` is served (`--web.telemetry-path`).
+    pub telemetry_path: String,
 }
 
 /// Serves the exporter's endpoints until `cancel` fires.
@@ -54,8 +69,16 @@ async fn handle(req: Request<Incoming>, state: &WebState) -> Response<Body> {
 
 async fn route(req: Request<Incoming>, state: &WebState) -> Response<Body> {
     let path = req.uri().path();
+    let path = if path == state.telemetry_path {
+        METRICS
+    } else if path == METRICS {
+        // `/metrics` is not served under another name.
+        ""
+    } else {
+        path
+    };
     let allowed: &'static str = match path {
-        "/" | "/metrics" | "/-/healthy" | "/-/ready" => "GET, HEAD",
+        "/" | METRICS | "/-/healthy" | "/-/ready" => "GET, HEAD",
         "/-/reload" => "POST, PUT",
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
@@ -79,7 +102,7 @@ async fn route(req: Request<Incoming>, state: &WebState) -> Response<Body> {
         return r;
     }
     match path {
-        "/metrics" => metrics(&req, &state.store).await,
+        METRICS => metrics(&req, &state.store).await,
         "/-/healthy" => text(StatusCode::OK, "OK\n"),
         "/-/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
@@ -87,7 +110,7 @@ async fn route(req: Request<Incoming>, state: &WebState) -> Response<Body> {
         _ => respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            status::page(&state.store).into_bytes(),
+            status::page(&state.store, &state.telemetry_path).into_bytes(),
         ),
     }
 }

@@ -7,15 +7,22 @@ use std::time::{Duration, SystemTime};
 use crate::metrics::Store;
 
 /// The page as HTML.
-pub(super) fn page(store: &Store) -> String {
+pub(super) fn page(store: &Store, telemetry_path: &str) -> String {
     let now = SystemTime::now();
     let mut html = String::from(concat!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>hss-exporter</title>",
         "<style>body{font-family:sans-serif}table{border-collapse:collapse}",
         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}",
         ".up{color:#070}.down{color:#b00}</style></head><body>",
-        "<h1>hss-exporter</h1><p><a href=\"/metrics\">Metrics</a> · version ",
-        env!("CARGO_PKG_VERSION"),
+        "<h1>hss-exporter</h1><p>",
+    ));
+    let _ = write!(
+        html,
+        "<a href=\"{}\">Metrics</a> · version {}",
+        escape(telemetry_path),
+        env!("CARGO_PKG_VERSION")
+    );
+    html.push_str(concat!(
         "</p><table><tr><th>account</th><th>region</th><th>project_id</th>",
         "<th>enterprise_project_id</th><th>registry_type</th><th>up</th><th>fail</th>",
         "<th>success</th><th>last success</th><th>last error</th><th>next poll</th></tr>"
