@@ -9,11 +9,14 @@
 //!   `HSS_EXPORTER_REQUIRE_JSONNET=1`) both rule files and the dashboard read back as exactly
 //!   what the mixin evaluates to;
 //! * the Grafana dashboard is well formed: variables, instant queries in stat panels, links;
+//! * the dashboard's stat queries, run by `promtool test rules`: "unknown" (no data) while a
+//!   target has no values or an exporter is down, a fail ratio of 0 without registries;
 //! * end to end: the exporter in demo mode, scraped by a real Prometheus server loaded with the
-//!   repository's rules; the series, the recording rules, the headline alert, the dashboard
-//!   variables and every dashboard expression are checked through Prometheus' HTTP API. Needs
-//!   `prometheus` on PATH (Debian package `prometheus`); skipped without it unless
-//!   `HSS_EXPORTER_REQUIRE_PROMETHEUS=1`.
+//!   repository's rules; the series, the recording rules, every alert expression, the headline
+//!   alert, the dashboard variables and every dashboard expression are checked through
+//!   Prometheus' HTTP API, and, with the demo stopped, that the stat panels turn unknown.
+//!   These need `promtool` and `prometheus` on PATH (Debian package `prometheus`); they are
+//!   skipped without them unless `HSS_EXPORTER_REQUIRE_PROMETHEUS=1`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -970,6 +973,244 @@ fn grafana_dashboard_is_well_formed() {
     }
 }
 
+/// Runs `promtool test rules` on the stat panels' queries (variables as with "All" selected,
+/// two exporters) over a few situations: the values when everything is known, "unknown" (no
+/// data) while a target has no values or an exporter is down, and a fail ratio of 0, not NaN,
+/// without registries. Needs promtool; skipped without it unless
+/// HSS_EXPORTER_REQUIRE_PROMETHEUS=1.
+#[test]
+fn stat_panels_show_unknown_instead_of_a_number() {
+    let Some(promtool) = find_on_path("promtool") else {
+        if std::env::var("HSS_EXPORTER_REQUIRE_PROMETHEUS").as_deref() == Ok("1") {
+            panic!("promtool not installed, and HSS_EXPORTER_REQUIRE_PROMETHEUS=1");
+        }
+        eprintln!("skipped: promtool not installed (apt-get install prometheus)");
+        return;
+    };
+    let d = dashboard();
+    let (a, b) = ("10.0.3.17:9943", "10.0.7.3:9943");
+    let mut vars = BTreeMap::new();
+    for v in dashboard_variables(&d) {
+        let values = match v["name"].as_str().unwrap() {
+            "job" => vec!["hss-exporter".to_string()],
+            "instance" => vec![a.to_string(), b.to_string()],
+            _ => vec!["unused".to_string()],
+        };
+        vars.insert(v["name"].as_str().unwrap().to_string(), all_of(&v, &values));
+    }
+    let stats: BTreeMap<String, String> = dashboard_targets(&d)
+        .into_iter()
+        .filter(|(p, _)| p["type"] == "stat")
+        .map(|(_, t)| {
+            (
+                t["legendFormat"].as_str().unwrap().to_string(),
+                substitute(t["expr"].as_str().unwrap(), &vars),
+            )
+        })
+        .collect();
+
+    // Series of one exporter (instance) and target (registry type), 11 samples a minute apart.
+    let target = |metric: &str, instance: &str, registry_type: &str, values: &str| {
+        serde_json::json!({
+            "series": format!(
+                r#"{metric}{{job="hss-exporter",instance="{instance}",account="prod",region="cn-north-4",project_id="0a1b2c3d4e5f60718293a4b5c6d7e8f9",registry_type="{registry_type}"}}"#
+            ),
+            "values": values,
+        })
+    };
+    let exporter = |metric: &str, instance: &str, values: &str| {
+        serde_json::json!({
+            "series": format!(r#"{metric}{{job="hss-exporter",instance="{instance}"}}"#),
+            "values": values,
+        })
+    };
+    let suspended = |instance: &str, values: &str| {
+        serde_json::json!({
+            "series": format!(
+                r#"hss_exporter_account_suspended{{job="hss-exporter",instance="{instance}",account="prod",region="cn-north-4"}}"#
+            ),
+            "values": values,
+        })
+    };
+    // A healthy target: fail, success, up, last success (fresh).
+    let healthy = |instance: &str, registry_type: &str, fail: u32, success: u32| {
+        vec![
+            target(
+                "hss_registry_access_fail",
+                instance,
+                registry_type,
+                &format!("{fail}x10"),
+            ),
+            target(
+                "hss_registry_access_success",
+                instance,
+                registry_type,
+                &format!("{success}x10"),
+            ),
+            target(
+                "hss_registry_statistics_up",
+                instance,
+                registry_type,
+                "1x10",
+            ),
+            target(
+                "hss_registry_statistics_last_success_timestamp_seconds",
+                instance,
+                registry_type,
+                "0+60x10",
+            ),
+        ]
+    };
+    let expect = |values: &[(&str, Option<f64>)]| -> Vec<Json> {
+        assert_eq!(values.len(), stats.len(), "one expectation per stat query");
+        values
+            .iter()
+            .map(|(legend, v)| {
+                let expr = stats
+                    .get(*legend)
+                    .unwrap_or_else(|| panic!("no stat query {legend:?}"));
+                let samples = match v {
+                    Some(v) => serde_json::json!([{ "labels": "{}", "value": v }]),
+                    None => serde_json::json!([]),
+                };
+                serde_json::json!({ "expr": expr, "eval_time": "5m", "exp_samples": samples })
+            })
+            .collect()
+    };
+    let mut tests = Vec::new();
+
+    // Everything known: exporter a with Harbor (2 failing, 3 fine) and Jfrog (0, 5); b up.
+    let mut series = healthy(a, "Harbor", 2, 3);
+    series.extend(healthy(a, "Jfrog", 0, 5));
+    series.extend([
+        exporter("up", a, "1x10"),
+        exporter("up", b, "1x10"),
+        suspended(a, "0x10"),
+    ]);
+    tests.push((
+        series,
+        expect(&[
+            ("Registries failing", Some(2.0)),
+            ("Registries accessible", Some(8.0)),
+            ("Fail ratio", Some(0.2)),
+            ("Exporters down", Some(0.0)),
+            ("Targets down", Some(0.0)),
+            ("Targets stale", Some(0.0)),
+            ("Accounts suspended", Some(0.0)),
+            ("Oldest statistics", Some(0.0)),
+        ]),
+    ));
+
+    // Jfrog's polls fail from 1m on and its values went stale at 4m: the sums are unknown.
+    let mut series = healthy(a, "Harbor", 2, 3);
+    series.extend([
+        target("hss_registry_access_fail", a, "Jfrog", "0 0 0 0 stale"),
+        target("hss_registry_access_success", a, "Jfrog", "5 5 5 5 stale"),
+        target("hss_registry_statistics_up", a, "Jfrog", "1 0x9"),
+        target(
+            "hss_registry_statistics_last_success_timestamp_seconds",
+            a,
+            "Jfrog",
+            "0x10",
+        ),
+        exporter("up", a, "1x10"),
+        exporter("up", b, "1x10"),
+        suspended(a, "0x10"),
+    ]);
+    tests.push((
+        series,
+        expect(&[
+            ("Registries failing", None),
+            ("Registries accessible", None),
+            ("Fail ratio", None),
+            ("Exporters down", Some(0.0)),
+            ("Targets down", Some(1.0)),
+            ("Targets stale", Some(1.0)),
+            ("Accounts suspended", Some(0.0)),
+            ("Oldest statistics", Some(300.0)),
+        ]),
+    ));
+
+    // Exporter b (with Jfrog) is down from 4m on: Prometheus marked its series stale.
+    let mut series = healthy(a, "Harbor", 2, 3);
+    series.extend([
+        target("hss_registry_access_fail", b, "Jfrog", "0 0 0 0 stale"),
+        target("hss_registry_access_success", b, "Jfrog", "5 5 5 5 stale"),
+        target("hss_registry_statistics_up", b, "Jfrog", "1 1 1 1 stale"),
+        target(
+            "hss_registry_statistics_last_success_timestamp_seconds",
+            b,
+            "Jfrog",
+            "0+60x3 stale",
+        ),
+        exporter("up", a, "1x10"),
+        exporter("up", b, "1 1 1 1 0x6"),
+        suspended(a, "0x10"),
+        suspended(b, "0 0 0 0 stale"),
+    ]);
+    tests.push((
+        series,
+        expect(&[
+            ("Registries failing", None),
+            ("Registries accessible", None),
+            ("Fail ratio", None),
+            ("Exporters down", Some(1.0)),
+            ("Targets down", None),
+            ("Targets stale", None),
+            ("Accounts suspended", None),
+            ("Oldest statistics", None),
+        ]),
+    ));
+
+    // No registry connected at all: a fail ratio of 0, not NaN.
+    let mut series = healthy(a, "Harbor", 0, 0);
+    series.extend([
+        exporter("up", a, "1x10"),
+        exporter("up", b, "1x10"),
+        suspended(a, "0x10"),
+    ]);
+    tests.push((
+        series,
+        expect(&[
+            ("Registries failing", Some(0.0)),
+            ("Registries accessible", Some(0.0)),
+            ("Fail ratio", Some(0.0)),
+            ("Exporters down", Some(0.0)),
+            ("Targets down", Some(0.0)),
+            ("Targets stale", Some(0.0)),
+            ("Accounts suspended", Some(0.0)),
+            ("Oldest statistics", Some(0.0)),
+        ]),
+    ));
+
+    let file = serde_json::json!({
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": tests
+            .into_iter()
+            .map(|(series, promql)| serde_json::json!({
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": promql,
+            }))
+            .collect::<Vec<_>>(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stat-panels.test.yml");
+    fs::write(&path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&path)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool test rules on the stat panels' queries failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 // ------------------------------------------------------------------------------ end to end
 
 /// A child process killed (and reaped) when dropped; its log is printed if a test fails.
@@ -1453,6 +1694,29 @@ async fn end_to_end_with_prometheus() {
         started.elapsed(),
         records.len()
     );
+    // Every alert expression evaluates against the exporter's real series: a join that
+    // matches many to many, or a label the exporter does not have, shows here.
+    for rule in seq_of(&rules["groups"], "groups")
+        .iter()
+        .flat_map(|g| seq_of(&g["rules"], "rules").iter())
+        .filter(|r| r["alert"].is_string())
+    {
+        let (name, expr) = (
+            str_of(&rule["alert"], "alert"),
+            str_of(&rule["expr"], "expr"),
+        );
+        if let Err(e) = api.query(expr).await {
+            panic!("{name}: the expression does not evaluate: {e}");
+        }
+    }
+    let stale = api
+        .query(r#"hss_exporter_stale_after_seconds{job="hss-exporter"}"#)
+        .await
+        .unwrap();
+    assert!(
+        stale.len() == 1 && value(&stale[0]) == 120.0,
+        "the demo's poll.stale_after (2m) as hss_exporter_stale_after_seconds: {stale:?}"
+    );
     let harbor = api
         .query(r#"project_registry_type:hss_registry_access_fail:sum{account="prod",registry_type="Harbor"}"#)
         .await
@@ -1606,6 +1870,41 @@ async fn end_to_end_with_prometheus() {
     )
     .await;
 
-    drop(prom);
+    // 5. The exporter stops: its target goes down, and every stat panel shows "unknown" (no
+    //    data) instead of the last numbers, except the count of exporters down, which is 1.
     drop(demo);
+    let stats: Vec<(String, String)> = dashboard_targets(&d)
+        .into_iter()
+        .filter(|(p, _)| p["type"] == "stat")
+        .map(|(_, t)| {
+            (
+                t["legendFormat"].as_str().unwrap_or("").to_string(),
+                substitute(t["expr"].as_str().unwrap(), &vars),
+            )
+        })
+        .collect();
+    assert!(stats.iter().any(|(legend, _)| legend == "Exporters down"));
+    for (legend, q) in &stats {
+        api.eventually(
+            &format!("stat {legend:?} once the exporter is down: {q}"),
+            &mut [&mut prom],
+            || async move {
+                let r = api.query(q).await?;
+                match (legend.as_str(), r.as_slice()) {
+                    ("Exporters down", [one]) if value(one) == 1.0 => Ok(()),
+                    ("Exporters down", _) => Err(format!("{r:?}")),
+                    (_, []) => Ok(()),
+                    (_, _) => Err(format!("still a value: {r:?}")),
+                }
+            },
+        )
+        .await;
+    }
+    eprintln!(
+        "e2e: {:.1?}: with the exporter stopped, {} stat queries show it down or unknown",
+        started.elapsed(),
+        stats.len()
+    );
+
+    drop(prom);
 }
