@@ -18,6 +18,10 @@ fi
 if command -v jsonnet >/dev/null 2>&1; then
     echo "check-deploy: the rendered files are what deploy/mixin renders"
     bash deploy/mixin/render.sh --check
+    if command -v jsonnetfmt >/dev/null 2>&1; then
+        echo "check-deploy: jsonnetfmt --test deploy/mixin"
+        find deploy/mixin -name '*sonnet' -print0 | xargs -0 jsonnetfmt --test
+    fi
 elif [ "${HSS_EXPORTER_REQUIRE_JSONNET:-}" = 1 ]; then
     echo "check-deploy: jsonnet not found (apt-get install jsonnet), and HSS_EXPORTER_REQUIRE_JSONNET=1" >&2
     exit 1
