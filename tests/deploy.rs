@@ -3,14 +3,20 @@
 //! * the Kubernetes manifests parse and agree with the exporter (port, probe paths, flags,
 //!   `ServiceMonitor`), the systemd unit and the Dockerfile only use real flags, and the
 //!   example configurations pass `hss-exporter check-config`;
-//! * `deploy/kubernetes/prometheusrule.yaml` carries exactly the groups of
-//!   `deploy/prometheus/rules.yml` (set `HSS_EXPORTER_UPDATE_PROMETHEUSRULE=1` to rewrite it);
-//! * the Grafana dashboard is well formed;
+//! * the files rendered from the monitoring mixin (`deploy/mixin`): the `PrometheusRule` carries
+//!   the groups of `deploy/prometheus/rules.yml`, every alert has its section in
+//!   `deploy/runbooks.md`, and (with `jsonnet` on PATH; required when
+//!   `HSS_EXPORTER_REQUIRE_JSONNET=1`) both rule files and the dashboard read back as exactly
+//!   what the mixin evaluates to;
+//! * the Grafana dashboard is well formed: variables, instant queries in stat panels, links;
+//! * the dashboard's stat queries, run by `promtool test rules`: "unknown" (no data) while a
+//!   target has no values or an exporter is down, a fail ratio of 0 without registries;
 //! * end to end: the exporter in demo mode, scraped by a real Prometheus server loaded with the
-//!   repository's rules; the series, the recording rules, the headline alert and every
-//!   dashboard expression are checked through Prometheus' HTTP API. Needs `prometheus` on
-//!   PATH (Debian package `prometheus`); skipped without it unless
-//!   `HSS_EXPORTER_REQUIRE_PROMETHEUS=1`.
+//!   repository's rules; the series, the recording rules, every alert expression, the headline
+//!   alert, the dashboard variables and every dashboard expression are checked through
+//!   Prometheus' HTTP API, and, with the demo stopped, that the stat panels turn unknown.
+//!   These need `promtool` and `prometheus` on PATH (Debian package `prometheus`); they are
+//!   skipped without them unless `HSS_EXPORTER_REQUIRE_PROMETHEUS=1`.
 
 mod common;
 
@@ -432,39 +438,14 @@ fn collect_file_keys(v: &Yaml, out: &mut Vec<String>) {
     }
 }
 
-// ------------------------------------------------------------------------------ PrometheusRule
+// ------------------------------------------------------------------------------ the mixin's files
 
 const PROMETHEUSRULE: &str = "deploy/kubernetes/prometheusrule.yaml";
 const RULES: &str = "deploy/prometheus/rules.yml";
-
-/// The `PrometheusRule` as it should be: its own header up to `spec:`, then rules.yml indented
-/// by two spaces (the same as the one-liner in deploy/README.md).
-fn regenerated_prometheusrule() -> String {
-    let current = read(PROMETHEUSRULE);
-    let mut out = String::new();
-    for line in current.lines() {
-        out.push_str(line);
-        out.push('\n');
-        if line == "spec:" {
-            break;
-        }
-    }
-    assert!(
-        out.ends_with("spec:\n"),
-        "{PROMETHEUSRULE}: no top-level `spec:` line"
-    );
-    for line in read(RULES).lines() {
-        if !line.is_empty() {
-            out.push_str("  ");
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
+const MIXIN: &str = "deploy/mixin";
 
 #[test]
-fn prometheusrule_has_the_groups_of_rules_yml() {
+fn prometheusrule_carries_the_groups_of_rules_yml() {
     let rules = yaml_file(RULES);
     let rule = yaml_file(PROMETHEUSRULE);
     assert_eq!(
@@ -472,26 +453,137 @@ fn prometheusrule_has_the_groups_of_rules_yml() {
         Some("monitoring.coreos.com/v1")
     );
     assert_eq!(rule["kind"].as_str(), Some("PrometheusRule"));
-    let regenerated = regenerated_prometheusrule();
-    let parsed: Yaml =
-        serde_yaml::from_str(&regenerated).expect("regenerated PrometheusRule parses");
     assert_eq!(
-        parsed["spec"]["groups"], rules["groups"],
-        "regeneration itself is broken"
+        rule["metadata"]["labels"]["app.kubernetes.io/name"].as_str(),
+        Some("hss-exporter")
     );
-
-    if std::env::var("HSS_EXPORTER_UPDATE_PROMETHEUSRULE").as_deref() == Ok("1") {
-        if read(PROMETHEUSRULE) != regenerated {
-            fs::write(repo().join(PROMETHEUSRULE), &regenerated).expect("write PrometheusRule");
-            eprintln!("rewrote {PROMETHEUSRULE} from {RULES}");
-        }
-        return;
-    }
+    assert!(
+        !seq_of(&rules["groups"], "groups").is_empty(),
+        "{RULES} has no groups"
+    );
     assert!(
         rule["spec"]["groups"] == rules["groups"],
-        "{PROMETHEUSRULE} has drifted from {RULES}. Regenerate it with\n  \
-         HSS_EXPORTER_UPDATE_PROMETHEUSRULE=1 cargo test --test deploy prometheusrule\n\
-         or the one-liner in deploy/README.md. It should read:\n{regenerated}"
+        "{PROMETHEUSRULE} and {RULES} carry different groups; both are rendered from {MIXIN}: \
+         run deploy/mixin/render.sh"
+    );
+}
+
+/// Every alert links its own section of deploy/runbooks.md, and every section there is an
+/// alert's.
+#[test]
+fn every_alert_has_a_runbook_section() {
+    let rules = yaml_file(RULES);
+    let runbooks = read("deploy/runbooks.md");
+    let sections: BTreeSet<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .filter(|h| h.starts_with("HSS"))
+        .map(str::to_string)
+        .collect();
+    let mut alerts = BTreeSet::new();
+    for group in seq_of(&rules["groups"], "groups") {
+        for rule in seq_of(&group["rules"], "rules") {
+            let Some(name) = rule["alert"].as_str() else {
+                continue;
+            };
+            alerts.insert(name.to_string());
+            let url = str_of(&rule["annotations"]["runbook_url"], "runbook_url");
+            let (base, anchor) = url
+                .split_once('#')
+                .unwrap_or_else(|| panic!("{name}: runbook_url {url} has no anchor"));
+            assert!(
+                base.ends_with("/deploy/runbooks.md"),
+                "{name}: runbook_url {url} does not point at deploy/runbooks.md"
+            );
+            assert_eq!(anchor, name.to_lowercase(), "{name}: runbook anchor");
+            for key in ["summary", "description"] {
+                assert!(
+                    rule["annotations"][key]
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty()),
+                    "{name}: no {key}"
+                );
+            }
+            assert!(
+                rule["annotations"].get("runbook").is_none(),
+                "{name}: runbook text belongs in deploy/runbooks.md"
+            );
+            assert!(
+                matches!(
+                    rule["labels"]["severity"].as_str(),
+                    Some("warning" | "critical")
+                ),
+                "{name}: severity"
+            );
+        }
+    }
+    assert_eq!(
+        sections, alerts,
+        "deploy/runbooks.md sections vs. the alerts of {RULES}"
+    );
+}
+
+/// `jsonnet` for the tests that evaluate the mixin: None (the test is skipped) when it is
+/// not installed, unless `HSS_EXPORTER_REQUIRE_JSONNET=1`.
+fn jsonnet() -> Option<PathBuf> {
+    let found = find_on_path("jsonnet");
+    if found.is_none() {
+        assert!(
+            std::env::var("HSS_EXPORTER_REQUIRE_JSONNET").as_deref() != Ok("1"),
+            "jsonnet not installed, and HSS_EXPORTER_REQUIRE_JSONNET=1"
+        );
+        eprintln!("skipped: jsonnet not installed (apt-get install jsonnet)");
+    }
+    found
+}
+
+/// Evaluates a jsonnet expression with deploy/mixin on the import path.
+fn eval_jsonnet(jsonnet: &Path, expr: &str) -> Json {
+    let out = Command::new(jsonnet)
+        .arg("-J")
+        .arg(repo().join(MIXIN))
+        .args(["-e", expr])
+        .output()
+        .expect("run jsonnet");
+    assert!(
+        out.status.success(),
+        "jsonnet -e {expr}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("jsonnet prints JSON")
+}
+
+/// The rendered files read back as exactly the mixin's data: the YAML emitter of
+/// deploy/mixin/lib/manifest.libsonnet quotes, folds and indents without changing a value.
+/// (`deploy/mixin/render.sh --check`, run by scripts/check-deploy.sh, compares the text.)
+#[test]
+fn rendered_files_read_back_as_the_mixin() {
+    let Some(jsonnet) = jsonnet() else {
+        return;
+    };
+    let groups = eval_jsonnet(
+        &jsonnet,
+        "local m = import 'mixin.libsonnet'; m.prometheusRules.groups + m.prometheusAlerts.groups",
+    );
+    let as_json = |y: &Yaml| serde_json::to_value(y).expect("YAML as JSON");
+    assert_eq!(
+        as_json(&yaml_file(RULES)["groups"]),
+        groups,
+        "{RULES} does not read back as the mixin's groups"
+    );
+    assert_eq!(
+        as_json(&yaml_file(PROMETHEUSRULE)["spec"]["groups"]),
+        groups,
+        "{PROMETHEUSRULE} does not read back as the mixin's groups"
+    );
+    let dashboard_json = eval_jsonnet(
+        &jsonnet,
+        "(import 'mixin.libsonnet').grafanaDashboards['hss-exporter.json']",
+    );
+    assert_eq!(
+        dashboard(),
+        dashboard_json,
+        "{DASHBOARD} is not the mixin's dashboard: run deploy/mixin/render.sh"
     );
 }
 
@@ -607,26 +699,50 @@ fn the_configmap_config_passes_check_config() {
 // ------------------------------------------------------------------------------ Grafana
 
 const DASHBOARD: &str = "deploy/grafana/dashboards/hss-exporter.json";
-const DASHBOARD_VARIABLES: [&str; 4] = ["account", "region", "project_id", "registry_type"];
+/// The dashboard's query variables, in the order each narrows the next.
+const DASHBOARD_VARIABLES: [&str; 6] = [
+    "job",
+    "instance",
+    "account",
+    "region",
+    "project_id",
+    "registry_type",
+];
 
 fn dashboard() -> Json {
     serde_json::from_str(&read(DASHBOARD)).expect("dashboard is JSON")
 }
 
-/// (panel title, target) of every query of every panel, rows included.
-fn dashboard_targets(d: &Json) -> Vec<(String, Json)> {
-    fn walk(panels: &Json, out: &mut Vec<(String, Json)>) {
+/// Every panel, rows and the panels inside them included.
+fn dashboard_panels(d: &Json) -> Vec<Json> {
+    fn walk(panels: &Json, out: &mut Vec<Json>) {
         for p in panels.as_array().into_iter().flatten() {
-            let title = p["title"].as_str().unwrap_or("?").to_string();
-            for t in p["targets"].as_array().into_iter().flatten() {
-                out.push((title.clone(), t.clone()));
-            }
+            out.push(p.clone());
             walk(&p["panels"], out);
         }
     }
     let mut out = Vec::new();
     walk(&d["panels"], &mut out);
     out
+}
+
+/// (panel, target) of every query of every panel.
+fn dashboard_targets(d: &Json) -> Vec<(Json, Json)> {
+    dashboard_panels(d)
+        .into_iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |t| (p.clone(), t))
+        })
+        .collect()
+}
+
+fn title(panel: &Json) -> &str {
+    panel["title"].as_str().unwrap_or("?")
 }
 
 /// The `label_values(...)` query of a template variable.
@@ -637,23 +753,83 @@ fn variable_query(v: &Json) -> String {
     }
 }
 
-/// Replaces Grafana's variables the way Grafana would with "All" selected (`.*`, since the
-/// dashboard matches them with `=~`) and fixed intervals.
-fn substitute(expr: &str) -> String {
+/// The query variables of the dashboard, in order.
+fn dashboard_variables(d: &Json) -> Vec<Json> {
+    d["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+        .iter()
+        .filter(|v| v["type"] == "query")
+        .cloned()
+        .collect()
+}
+
+/// `label_values(selector, label)` as an instant query that lists the label's values:
+/// (`count by (label) (selector)`, label).
+fn label_values_query(query: &str) -> (String, String) {
+    let inner = query
+        .strip_prefix("label_values(")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not label_values(selector, label): {query}"));
+    let (selector, label) = inner
+        .rsplit_once(',')
+        .expect("label_values(selector, label)");
+    let label = label.trim().to_string();
+    (format!("count by ({label}) ({})", selector.trim()), label)
+}
+
+/// How Grafana's Prometheus data source writes a multi-value variable into a query: each value
+/// with the regex special characters escaped (for a `PromQL` string, so with two backslashes),
+/// one value as is, several as `(a|b)`.
+fn grafana_regex(values: &[String]) -> String {
+    let escaped: Vec<String> = values
+        .iter()
+        .map(|v| {
+            let mut e = String::new();
+            for c in v.chars() {
+                if c == '\\' {
+                    e.push_str("\\\\\\\\");
+                } else {
+                    if "$^*{}[]'+?.()|".contains(c) {
+                        e.push_str("\\\\");
+                    }
+                    e.push(c);
+                }
+            }
+            e
+        })
+        .collect();
+    match escaped.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({})", escaped.join("|")),
+    }
+}
+
+/// The value of a variable with "All" selected: its allValue, or else every value found.
+fn all_of(variable: &Json, values: &[String]) -> String {
+    match variable["allValue"].as_str() {
+        Some(all) => all.to_string(),
+        None => grafana_regex(values),
+    }
+}
+
+/// Replaces Grafana's variables: the query variables from `vars`, the interval ones with fixed
+/// values.
+fn substitute(expr: &str, vars: &BTreeMap<String, String>) -> String {
     let mut e = expr.to_string();
-    for (var, value) in [
+    let intervals = [
         ("__rate_interval", "1m"),
         ("__interval", "15s"),
         ("__range", "5m"),
-    ] {
+    ];
+    for (var, value) in intervals
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .chain(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
         e = e
             .replace(&format!("${{{var}}}"), value)
             .replace(&format!("${var}"), value);
-    }
-    for var in DASHBOARD_VARIABLES {
-        e = e
-            .replace(&format!("${{{var}}}"), ".*")
-            .replace(&format!("${var}"), ".*");
     }
     assert!(!e.contains('$'), "unsubstituted variable in {expr}");
     e
@@ -661,21 +837,6 @@ fn substitute(expr: &str) -> String {
 
 #[test]
 fn grafana_dashboard_is_well_formed() {
-    fn check_panels(panels: &Json, ids: &mut BTreeSet<u64>) {
-        for p in panels.as_array().into_iter().flatten() {
-            let id = p["id"].as_u64().expect("panel id");
-            assert!(ids.insert(id), "duplicate panel id {id}");
-            if p["type"] != "row" {
-                assert_eq!(
-                    p["datasource"]["uid"], "${datasource}",
-                    "panel {} datasource",
-                    p["title"]
-                );
-            }
-            check_panels(&p["panels"], ids);
-        }
-    }
-
     let d = dashboard();
     assert!(d["uid"].is_string() && d["title"].is_string());
     let vars = d["templating"]["list"].as_array().expect("templating.list");
@@ -685,12 +846,18 @@ fn grafana_dashboard_is_well_formed() {
         .expect("datasource variable");
     assert_eq!(ds["type"], "datasource");
     assert_eq!(ds["query"], "prometheus");
-    for name in DASHBOARD_VARIABLES {
-        let v = vars
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap_or_else(|| panic!("variable {name}"));
-        assert_eq!(v["type"], "query", "{name}");
+    let names: Vec<String> = dashboard_variables(&d)
+        .iter()
+        .map(|v| v["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        names, DASHBOARD_VARIABLES,
+        "query variables and their order"
+    );
+    // Placeholder values, as Grafana would write them with "All" selected.
+    let mut placeholders = BTreeMap::new();
+    for v in dashboard_variables(&d) {
+        let name = v["name"].as_str().unwrap().to_string();
         assert_eq!(v["multi"], true, "{name} multi-select");
         assert_eq!(v["includeAll"], true, "{name} All");
         assert!(
@@ -699,18 +866,84 @@ fn grafana_dashboard_is_well_formed() {
                 .is_some_and(|u| u.contains("datasource")),
             "{name} datasource"
         );
-        let q = variable_query(v);
+        let q = variable_query(&v);
         assert!(
             q.starts_with("label_values(") && q.trim_end().ends_with(&format!(", {name})")),
             "{name}: {q}"
         );
+        // A variable's query only refers to the variables before it.
+        substitute(&q, &placeholders);
+        if matches!(name.as_str(), "job" | "instance") {
+            // "All" must not become `.*`, or `up{job=~"$job"}` would match every job.
+            assert!(v.get("allValue").is_none(), "{name}: allValue");
+        }
+        let value = all_of(
+            &v,
+            &["hss-exporter".to_string(), "127.0.0.1:9943".to_string()],
+        );
+        placeholders.insert(name, value);
     }
+
+    // Links: the runbooks and the exporter's status page.
+    let links = d["links"].as_array().expect("dashboard links");
+    assert!(
+        links.iter().any(|l| l["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/deploy/runbooks.md"))),
+        "no link to the runbooks: {links:?}"
+    );
+    assert!(
+        links
+            .iter()
+            .any(|l| l["url"].as_str().is_some_and(|u| u.contains("${instance}"))),
+        "no link to the status page: {links:?}"
+    );
 
     let targets = dashboard_targets(&d);
     assert!(targets.len() >= 10, "only {} queries", targets.len());
     let mut ids = BTreeSet::new();
-    check_panels(&d["panels"], &mut ids);
-    for (title, t) in &targets {
+    for p in dashboard_panels(&d) {
+        let id = p["id"].as_u64().expect("panel id");
+        assert!(ids.insert(id), "duplicate panel id {id}");
+        if p["type"] != "row" {
+            assert_eq!(
+                p["datasource"]["uid"],
+                "${datasource}",
+                "panel {} datasource",
+                title(&p)
+            );
+        }
+        if p["type"] == "stat" {
+            // A current value: an instant query, and "unknown" rather than a number when
+            // there is none.
+            let defaults = &p["fieldConfig"]["defaults"];
+            assert_eq!(defaults["noValue"], "unknown", "{}: noValue", title(&p));
+            assert!(
+                defaults["mappings"].as_array().is_some_and(|m| {
+                    m.iter().any(|m| {
+                        m["type"] == "special" && m["options"]["result"]["text"] == "unknown"
+                    })
+                }),
+                "{}: no null/NaN mapping to unknown",
+                title(&p)
+            );
+            for t in p["targets"].as_array().expect("stat targets") {
+                assert!(
+                    t["instant"] == true && t["range"] == false,
+                    "{}: stat panels query the current value (instant), not a range: {t}",
+                    title(&p)
+                );
+            }
+        }
+    }
+    assert!(
+        dashboard_panels(&d)
+            .iter()
+            .any(|p| title(p).contains("down") && title(p).contains("stale")),
+        "no panel of targets down or stale"
+    );
+    for (p, t) in &targets {
+        let title = title(p);
         assert_eq!(
             t["datasource"]["uid"], "${datasource}",
             "{title}: target datasource"
@@ -730,8 +963,252 @@ fn grafana_dashboard_is_well_formed() {
                 );
             }
         }
-        substitute(expr);
+        // Every query is limited to the selected exporters.
+        assert!(
+            expr.contains(r#"job=~"$job""#) && expr.contains(r#"instance=~"$instance""#),
+            "{title}: not filtered by job and instance: {expr}"
+        );
+        substitute(expr, &placeholders);
     }
+}
+
+/// Runs `promtool test rules` on the stat panels' queries (variables as with "All" selected,
+/// two exporters) over a few situations: the values when everything is known, "unknown" (no
+/// data) while a target has no values or an exporter is down, and a fail ratio of 0, not NaN,
+/// without registries. Needs promtool; skipped without it unless
+/// `HSS_EXPORTER_REQUIRE_PROMETHEUS=1`.
+#[test]
+fn stat_panels_show_unknown_instead_of_a_number() {
+    let Some(promtool) = find_on_path("promtool") else {
+        assert!(
+            std::env::var("HSS_EXPORTER_REQUIRE_PROMETHEUS").as_deref() != Ok("1"),
+            "promtool not installed, and HSS_EXPORTER_REQUIRE_PROMETHEUS=1"
+        );
+        eprintln!("skipped: promtool not installed (apt-get install prometheus)");
+        return;
+    };
+    let d = dashboard();
+    let (a, b) = ("10.0.3.17:9943", "10.0.7.3:9943");
+    let mut vars = BTreeMap::new();
+    for v in dashboard_variables(&d) {
+        let values = match v["name"].as_str().unwrap() {
+            "job" => vec!["hss-exporter".to_string()],
+            "instance" => vec![a.to_string(), b.to_string()],
+            _ => vec!["unused".to_string()],
+        };
+        vars.insert(v["name"].as_str().unwrap().to_string(), all_of(&v, &values));
+    }
+    let stats: BTreeMap<String, String> = dashboard_targets(&d)
+        .into_iter()
+        .filter(|(p, _)| p["type"] == "stat")
+        .map(|(_, t)| {
+            (
+                t["legendFormat"].as_str().unwrap().to_string(),
+                substitute(t["expr"].as_str().unwrap(), &vars),
+            )
+        })
+        .collect();
+
+    // Series of one exporter (instance) and target (registry type), 11 samples a minute apart.
+    let target = |metric: &str, instance: &str, registry_type: &str, values: &str| {
+        serde_json::json!({
+            "series": format!(
+                r#"{metric}{{job="hss-exporter",instance="{instance}",account="prod",region="cn-north-4",project_id="0a1b2c3d4e5f60718293a4b5c6d7e8f9",registry_type="{registry_type}"}}"#
+            ),
+            "values": values,
+        })
+    };
+    let exporter = |metric: &str, instance: &str, values: &str| {
+        serde_json::json!({
+            "series": format!(r#"{metric}{{job="hss-exporter",instance="{instance}"}}"#),
+            "values": values,
+        })
+    };
+    let suspended = |instance: &str, values: &str| {
+        serde_json::json!({
+            "series": format!(
+                r#"hss_exporter_account_suspended{{job="hss-exporter",instance="{instance}",account="prod",region="cn-north-4"}}"#
+            ),
+            "values": values,
+        })
+    };
+    // A healthy target: fail, success, up, last success (fresh).
+    let healthy = |instance: &str, registry_type: &str, fail: u32, success: u32| {
+        vec![
+            target(
+                "hss_registry_access_fail",
+                instance,
+                registry_type,
+                &format!("{fail}x10"),
+            ),
+            target(
+                "hss_registry_access_success",
+                instance,
+                registry_type,
+                &format!("{success}x10"),
+            ),
+            target(
+                "hss_registry_statistics_up",
+                instance,
+                registry_type,
+                "1x10",
+            ),
+            target(
+                "hss_registry_statistics_last_success_timestamp_seconds",
+                instance,
+                registry_type,
+                "0+60x10",
+            ),
+        ]
+    };
+    let expect = |values: &[(&str, Option<f64>)]| -> Vec<Json> {
+        assert_eq!(values.len(), stats.len(), "one expectation per stat query");
+        values
+            .iter()
+            .map(|(legend, v)| {
+                let expr = stats
+                    .get(*legend)
+                    .unwrap_or_else(|| panic!("no stat query {legend:?}"));
+                let samples = match v {
+                    Some(v) => serde_json::json!([{ "labels": "{}", "value": v }]),
+                    None => serde_json::json!([]),
+                };
+                serde_json::json!({ "expr": expr, "eval_time": "5m", "exp_samples": samples })
+            })
+            .collect()
+    };
+    let mut tests = Vec::new();
+
+    // Everything known: exporter a with Harbor (2 failing, 3 fine) and Jfrog (0, 5); b up.
+    let mut series = healthy(a, "Harbor", 2, 3);
+    series.extend(healthy(a, "Jfrog", 0, 5));
+    series.extend([
+        exporter("up", a, "1x10"),
+        exporter("up", b, "1x10"),
+        suspended(a, "0x10"),
+    ]);
+    tests.push((
+        series,
+        expect(&[
+            ("Registries failing", Some(2.0)),
+            ("Registries accessible", Some(8.0)),
+            ("Fail ratio", Some(0.2)),
+            ("Exporters down", Some(0.0)),
+            ("Targets down", Some(0.0)),
+            ("Targets stale", Some(0.0)),
+            ("Accounts suspended", Some(0.0)),
+            ("Oldest statistics", Some(0.0)),
+        ]),
+    ));
+
+    // Jfrog's polls fail from 1m on and its values went stale at 4m: the sums are unknown.
+    let mut series = healthy(a, "Harbor", 2, 3);
+    series.extend([
+        target("hss_registry_access_fail", a, "Jfrog", "0 0 0 0 stale"),
+        target("hss_registry_access_success", a, "Jfrog", "5 5 5 5 stale"),
+        target("hss_registry_statistics_up", a, "Jfrog", "1 0x9"),
+        target(
+            "hss_registry_statistics_last_success_timestamp_seconds",
+            a,
+            "Jfrog",
+            "0x10",
+        ),
+        exporter("up", a, "1x10"),
+        exporter("up", b, "1x10"),
+        suspended(a, "0x10"),
+    ]);
+    tests.push((
+        series,
+        expect(&[
+            ("Registries failing", None),
+            ("Registries accessible", None),
+            ("Fail ratio", None),
+            ("Exporters down", Some(0.0)),
+            ("Targets down", Some(1.0)),
+            ("Targets stale", Some(1.0)),
+            ("Accounts suspended", Some(0.0)),
+            ("Oldest statistics", Some(300.0)),
+        ]),
+    ));
+
+    // Exporter b (with Jfrog) is down from 4m on: Prometheus marked its series stale.
+    let mut series = healthy(a, "Harbor", 2, 3);
+    series.extend([
+        target("hss_registry_access_fail", b, "Jfrog", "0 0 0 0 stale"),
+        target("hss_registry_access_success", b, "Jfrog", "5 5 5 5 stale"),
+        target("hss_registry_statistics_up", b, "Jfrog", "1 1 1 1 stale"),
+        target(
+            "hss_registry_statistics_last_success_timestamp_seconds",
+            b,
+            "Jfrog",
+            "0+60x3 stale",
+        ),
+        exporter("up", a, "1x10"),
+        exporter("up", b, "1 1 1 1 0x6"),
+        suspended(a, "0x10"),
+        suspended(b, "0 0 0 0 stale"),
+    ]);
+    tests.push((
+        series,
+        expect(&[
+            ("Registries failing", None),
+            ("Registries accessible", None),
+            ("Fail ratio", None),
+            ("Exporters down", Some(1.0)),
+            ("Targets down", None),
+            ("Targets stale", None),
+            ("Accounts suspended", None),
+            ("Oldest statistics", None),
+        ]),
+    ));
+
+    // No registry connected at all: a fail ratio of 0, not NaN.
+    let mut series = healthy(a, "Harbor", 0, 0);
+    series.extend([
+        exporter("up", a, "1x10"),
+        exporter("up", b, "1x10"),
+        suspended(a, "0x10"),
+    ]);
+    tests.push((
+        series,
+        expect(&[
+            ("Registries failing", Some(0.0)),
+            ("Registries accessible", Some(0.0)),
+            ("Fail ratio", Some(0.0)),
+            ("Exporters down", Some(0.0)),
+            ("Targets down", Some(0.0)),
+            ("Targets stale", Some(0.0)),
+            ("Accounts suspended", Some(0.0)),
+            ("Oldest statistics", Some(0.0)),
+        ]),
+    ));
+
+    let file = serde_json::json!({
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": tests
+            .into_iter()
+            .map(|(series, promql)| serde_json::json!({
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": promql,
+            }))
+            .collect::<Vec<_>>(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stat-panels.test.yml");
+    fs::write(&path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(&path)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool test rules on the stat panels' queries failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 // ------------------------------------------------------------------------------ end to end
@@ -1203,6 +1680,29 @@ async fn end_to_end_with_prometheus() {
         started.elapsed(),
         records.len()
     );
+    // Every alert expression evaluates against the exporter's real series: a join that
+    // matches many to many, or a label the exporter does not have, shows here.
+    for rule in seq_of(&rules["groups"], "groups")
+        .iter()
+        .flat_map(|g| seq_of(&g["rules"], "rules").iter())
+        .filter(|r| r["alert"].is_string())
+    {
+        let (name, expr) = (
+            str_of(&rule["alert"], "alert"),
+            str_of(&rule["expr"], "expr"),
+        );
+        if let Err(e) = api.query(expr).await {
+            panic!("{name}: the expression does not evaluate: {e}");
+        }
+    }
+    let stale = api
+        .query(r#"hss_exporter_stale_after_seconds{job="hss-exporter"}"#)
+        .await
+        .unwrap();
+    assert!(
+        stale.len() == 1 && value(&stale[0]) == 120.0,
+        "the demo's poll.stale_after (2m) as hss_exporter_stale_after_seconds: {stale:?}"
+    );
     let harbor = api
         .query(r#"project_registry_type:hss_registry_access_fail:sum{account="prod",registry_type="Harbor"}"#)
         .await
@@ -1250,11 +1750,15 @@ async fn end_to_end_with_prometheus() {
         assert!(
             !matches!(
                 name,
-                "HSSExporterDown" | "HSSExporterAbsent" | "HSSExporterAccountSuspended"
+                "HSSExporterDown"
+                    | "HSSExporterAbsent"
+                    | "HSSExporterAccountSuspended"
+                    | "HSSExporterConfigReloadFailed"
+                    | "HSSRegistryStatisticsStale"
             ),
             "{name} active against a healthy demo: {a}"
         );
-        for key in ["summary", "description", "runbook"] {
+        for key in ["summary", "description", "runbook_url"] {
             let text = a["annotations"][key].as_str().unwrap_or("");
             assert!(
                 !text.is_empty() && !text.contains("<no value>"),
@@ -1263,39 +1767,54 @@ async fn end_to_end_with_prometheus() {
         }
     }
 
-    // 4. Every dashboard expression (variables as with "All" selected) evaluates and has
-    //    data, and so does every template variable's label_values() query.
+    // 4. Every template variable finds values (each query with the ones before it filled in,
+    //    "All" selected), and with them every dashboard expression evaluates and has data.
     let d = dashboard();
-    let mut queries: Vec<(String, String, bool)> = dashboard_targets(&d)
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    for v in dashboard_variables(&d) {
+        let name = v["name"].as_str().unwrap().to_string();
+        let (q, label_name) = label_values_query(&substitute(&variable_query(&v), &vars));
+        let values: Vec<String> = api
+            .eventually(
+                &format!("values of the variable {name}: {q}"),
+                &mut [&mut demo, &mut prom],
+                || {
+                    let (q, label_name) = (&q, &label_name);
+                    async move {
+                        let values: BTreeSet<String> = api
+                            .query(q)
+                            .await?
+                            .iter()
+                            .map(|s| label(s, label_name).to_string())
+                            .collect();
+                        if values.is_empty() {
+                            Err("no values".to_string())
+                        } else {
+                            Ok(values.into_iter().collect())
+                        }
+                    }
+                },
+            )
+            .await;
+        match name.as_str() {
+            "job" => assert_eq!(values, ["hss-exporter"], "job values"),
+            "instance" => assert_eq!(values, [exporter_addr.as_str()], "instance values"),
+            _ => {}
+        }
+        vars.insert(name, all_of(&v, &values));
+    }
+    let queries: Vec<(String, String, bool)> = dashboard_targets(&d)
         .into_iter()
-        .map(|(title, t)| {
+        .map(|(p, t)| {
             let range = t["range"].as_bool().unwrap_or(true);
-            (title, substitute(t["expr"].as_str().unwrap()), range)
+            let name = format!(
+                "{} / {}",
+                title(&p),
+                t["legendFormat"].as_str().unwrap_or("")
+            );
+            (name, substitute(t["expr"].as_str().unwrap(), &vars), range)
         })
         .collect();
-    for v in d["templating"]["list"].as_array().unwrap() {
-        if v["type"] != "query" {
-            continue;
-        }
-        let q = variable_query(v);
-        let inner = q
-            .strip_prefix("label_values(")
-            .and_then(|s| s.strip_suffix(')'))
-            .expect("label_values");
-        let (selector, label) = inner
-            .rsplit_once(',')
-            .expect("label_values(selector, label)");
-        let name = v["name"].as_str().unwrap();
-        queries.push((
-            format!("variable {name}"),
-            substitute(&format!(
-                "count by ({}) ({})",
-                label.trim(),
-                selector.trim()
-            )),
-            false,
-        ));
-    }
     for (title, q, range) in &queries {
         api.eventually(
             &format!("dashboard query of {title:?}: {q}"),
@@ -1314,8 +1833,9 @@ async fn end_to_end_with_prometheus() {
     }
 
     eprintln!(
-        "e2e: {:.1?}: {} dashboard and variable queries return data",
+        "e2e: {:.1?}: {} variables have values and {} dashboard queries return data",
         started.elapsed(),
+        vars.len(),
         queries.len()
     );
 
@@ -1336,6 +1856,41 @@ async fn end_to_end_with_prometheus() {
     )
     .await;
 
-    drop(prom);
+    // 5. The exporter stops: its target goes down, and every stat panel shows "unknown" (no
+    //    data) instead of the last numbers, except the count of exporters down, which is 1.
     drop(demo);
+    let stats: Vec<(String, String)> = dashboard_targets(&d)
+        .into_iter()
+        .filter(|(p, _)| p["type"] == "stat")
+        .map(|(_, t)| {
+            (
+                t["legendFormat"].as_str().unwrap_or("").to_string(),
+                substitute(t["expr"].as_str().unwrap(), &vars),
+            )
+        })
+        .collect();
+    assert!(stats.iter().any(|(legend, _)| legend == "Exporters down"));
+    for (legend, q) in &stats {
+        api.eventually(
+            &format!("stat {legend:?} once the exporter is down: {q}"),
+            &mut [&mut prom],
+            || async move {
+                let r = api.query(q).await?;
+                match (legend.as_str(), r.as_slice()) {
+                    ("Exporters down", [one]) if value(one) == 1.0 => Ok(()),
+                    ("Exporters down", _) => Err(format!("{r:?}")),
+                    (_, []) => Ok(()),
+                    (_, _) => Err(format!("still a value: {r:?}")),
+                }
+            },
+        )
+        .await;
+    }
+    eprintln!(
+        "e2e: {:.1?}: with the exporter stopped, {} stat queries show it down or unknown",
+        started.elapsed(),
+        stats.len()
+    );
+
+    drop(prom);
 }
