@@ -122,11 +122,28 @@ impl Exporter {
         let store = Arc::new(Store::new(settings.poll.stale_after));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let scheduler = Scheduler::start(settings, store.clone(), &cancel, &tracker)
-            .map_err(StartError::HttpClient)?;
+        let (reloads, requests) = ReloadHandle::channel();
+        let state = Arc::new(web::WebState {
+            store: store.clone(),
+            ready: AtomicBool::new(false),
+            reload: options.enable_lifecycle.then(|| reloads.clone()),
+            security: options.web,
+            telemetry_path: options.telemetry_path,
+        });
+        // The server first: its accept loops are queued before a first round of polls that
+        // may be thousands of calls long.
+        for listener in listeners {
+            tracker.spawn(web::serve(listener, state.clone(), cancel.clone()));
+        }
+        let scheduler = match Scheduler::start(settings, store.clone(), &cancel, &tracker) {
+            Ok(scheduler) => scheduler,
+            Err(e) => {
+                cancel.cancel();
+                return Err(StartError::HttpClient(e));
+            }
+        };
         let first_polls = scheduler.first_polls();
         store.record_reload(true);
-        let (reloads, requests) = ReloadHandle::channel();
         tracker.spawn(reload_loop(
             requests,
             scheduler,
@@ -135,16 +152,6 @@ impl Exporter {
             store.clone(),
             cancel.clone(),
         ));
-        let state = Arc::new(web::WebState {
-            store: store.clone(),
-            ready: AtomicBool::new(false),
-            reload: options.enable_lifecycle.then(|| reloads.clone()),
-            security: options.web,
-            telemetry_path: options.telemetry_path,
-        });
-        for listener in listeners {
-            tracker.spawn(web::serve(listener, state.clone(), cancel.clone()));
-        }
         // Ready once every credential has been tried: the first poll of each budget ended.
         let (ready, stopping) = (state.clone(), cancel.clone());
         tracker.spawn(async move {

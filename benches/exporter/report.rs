@@ -152,7 +152,7 @@ pub fn render(r: &Report) -> String {
         "—",
         match r.fill {
             Ok(d) => format!(
-                "{:.2} s (polls are spread over poll.interval)",
+                "{:.2} s (the first round goes as fast as the budget allows)",
                 d.as_secs_f64()
             ),
             Err((have, d)) => format!("not reached: {have} after {:.0} s", d.as_secs_f64()),
