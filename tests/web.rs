@@ -62,19 +62,52 @@ async fn serves_metrics_health_readiness_and_a_status_page() {
 
     let (status, page) = get(&exporter, "/").await;
     assert_eq!(status, 200);
+    assert!(page.contains("<title>hss-exporter</title>") && page.contains("status.json"));
     assert!(
-        page.contains("&lt;b&gt;eps&lt;/b&gt;"),
-        "labels are escaped"
+        !page.contains("eps"),
+        "the page is a shell; its data comes as JSON"
     );
-    assert!(!page.contains("<b>eps</b>"));
-    assert!(
-        page.contains("<td class=\"up\">up</td><td>2</td><td>3</td>"),
-        "{page}"
+
+    let (status, json) = get(&exporter, "/status.json").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["telemetry_path"], "/metrics");
+    let accounts = v["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 1);
+    let prod = &accounts[0];
+    assert_eq!(
+        (&prod["account"], &prod["region"]),
+        (&"prod".into(), &"cn-north-4".into())
     );
-    assert!(page.contains("<td>Jfrog</td>"), "every target is listed");
+    assert_eq!(prod["counts"]["targets"], 2);
+    assert_eq!(prod["budget"]["limit"], 60);
+    assert!(prod["budget"]["name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("access key #") && !n.contains(AK)));
+    let harbor = prod["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["registry_type"] == "Harbor")
+        .expect("Harbor is listed");
+    assert_eq!(
+        harbor["enterprise_project_id"], "<b>eps</b>",
+        "JSON carries labels as they are"
+    );
+    assert_eq!(
+        (&harbor["state"], &harbor["fail"], &harbor["success"]),
+        (&"up".into(), &2.into(), &3.into())
+    );
     assert!(
-        page.contains("next poll") && page.contains(" (in "),
-        "{page}"
+        harbor["next_poll_in_s"].as_i64().is_some_and(|s| s > 0),
+        "{harbor}"
+    );
+    assert!(harbor["last_error"].is_null());
+    assert_eq!(
+        request(addr, reqwest::Method::POST, "/status.json")
+            .await
+            .status(),
+        405
     );
     exporter.shutdown().await;
 }

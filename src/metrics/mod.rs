@@ -35,6 +35,23 @@ pub const TARGET_LABELS: [&str; 5] = [
     "registry_type",
 ];
 
+/// Where an account's credential stands, for the status page (not exported as series).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountStatus {
+    /// The budget it spends: the credential's kind and fingerprint, and the gateway.
+    pub budget: String,
+    /// The other accounts that spend the same budget.
+    pub shares_with: Vec<String>,
+    /// Calls made in the last 60 seconds on that budget.
+    pub calls_last_minute: usize,
+    /// Calls the budget allows a minute.
+    pub limit: u32,
+    /// Suspended after repeated authentication failures.
+    pub suspended: bool,
+    /// No call before this moment (throttled, or the end of a suspension).
+    pub paused_until: Option<SystemTime>,
+}
+
 /// Owns every series; all methods take `&self` and are cheap.
 pub struct Store {
     /// The per-account, configuration and build series.
@@ -196,6 +213,17 @@ impl Store {
             self.changed();
         }
         expired.len()
+    }
+
+    /// Where an account's credential stands now (ignored for an account no longer
+    /// configured).
+    pub fn set_account_status(&self, account: &str, region: &str, status: AccountStatus) {
+        self.own.set_account_status(account, region, status);
+    }
+
+    /// Every configured (account, region) with where its credential stands.
+    pub fn account_statuses(&self) -> Vec<((String, String), AccountStatus)> {
+        self.own.account_statuses()
     }
 
     /// Every target with its state, in label order.

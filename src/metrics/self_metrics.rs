@@ -2,7 +2,7 @@
 //! suspensions, the configuration's state and the build, through the prometheus crate in a
 //! registry of their own. They are few, so they are encoded whole on every change.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -13,14 +13,15 @@ use prometheus::{
 };
 
 use super::exposition::{Run, Segment};
+use super::AccountStatus;
 use crate::model::Reason;
 
 /// The per-account, configuration and build families.
 pub(super) struct SelfMetrics {
-    /// The (account, region) pairs configured now. Per-account series are written only for
-    /// these, under this lock, so that a late answer for an account a reload removed cannot
-    /// bring its series back.
-    live: Mutex<HashSet<(String, String)>>,
+    /// The (account, region) pairs configured now, with where their credential stands for
+    /// the status page. Per-account series are written only for these, under this lock, so
+    /// that a late answer for an account a reload removed cannot bring its series back.
+    live: Mutex<BTreeMap<(String, String), AccountStatus>>,
     /// Owns the families below; gathered for every encoding.
     registry: Registry,
     /// `hss_exporter_account_suspended{account,region}`.
@@ -122,7 +123,7 @@ impl SelfMetrics {
             registry.register(c).expect("unique metric");
         }
         SelfMetrics {
-            live: Mutex::new(HashSet::new()),
+            live: Mutex::new(BTreeMap::new()),
             registry,
             suspended,
             requests,
@@ -138,7 +139,8 @@ impl SelfMetrics {
     /// error on.
     pub(super) fn add_account(&self, account: &str, region: &str) {
         let mut live = self.live();
-        live.insert((account.to_string(), region.to_string()));
+        live.entry((account.to_string(), region.to_string()))
+            .or_default();
         self.suspended.with_label_values(&[account, region]);
         for reason in Reason::ALL {
             self.poll_errors
@@ -232,7 +234,27 @@ impl SelfMetrics {
             .set(i64::from(suspended));
     }
 
-    fn live(&self) -> MutexGuard<'_, HashSet<(String, String)>> {
+    /// Where an account's credential stands now; ignored for an account no longer configured.
+    pub(super) fn set_account_status(&self, account: &str, region: &str, status: AccountStatus) {
+        let mut live = self.live();
+        if let Some(s) = live
+            .iter_mut()
+            .find(|((a, r), _)| a == account && r == region)
+            .map(|(_, s)| s)
+        {
+            *s = status;
+        }
+    }
+
+    /// Every configured account with its status, in label order.
+    pub(super) fn account_statuses(&self) -> Vec<((String, String), AccountStatus)> {
+        self.live()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn live(&self) -> MutexGuard<'_, BTreeMap<(String, String), AccountStatus>> {
         self.live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -244,9 +266,9 @@ impl SelfMetrics {
     }
 }
 
-fn is_live(live: &HashSet<(String, String)>, account: &str, region: &str) -> bool {
+fn is_live(live: &BTreeMap<(String, String), AccountStatus>, account: &str, region: &str) -> bool {
     // Few accounts: a scan costs less than building an owned key for every request.
-    live.iter().any(|(a, r)| a == account && r == region)
+    live.keys().any(|(a, r)| a == account && r == region)
 }
 
 /// A registry's families through the prometheus crate's text encoder.

@@ -17,6 +17,7 @@ use super::schedule::Schedule;
 use super::{FirstPolls, Plan, Shared};
 use crate::config::Account;
 use crate::hss::{ApiError, HssClient};
+use crate::metrics::AccountStatus;
 use crate::model::Target;
 
 /// A transient failure is retried once after a pause drawn from this range.
@@ -139,6 +140,7 @@ impl Worker {
         if new_credentials {
             tracing::info!(budget = %self.label, "new credentials or endpoint in use");
         }
+        self.publish_budget();
         if ended_suspension {
             self.set_suspended(false);
         } else if self.suspended() {
@@ -151,6 +153,7 @@ impl Worker {
     /// Polls until cancelled; with no updates channel, polls every target once and ends.
     pub(super) async fn run(mut self) {
         self.publish_next_polls();
+        self.publish_budget();
         loop {
             let now = Instant::now();
             let once = self.updates.is_none();
@@ -185,12 +188,13 @@ impl Worker {
                 continue;
             }
             let started = Instant::now();
+            let hold_before = lock(&self.budget).backoff.hold_until();
             if self.poll(i).await.is_none() {
                 return;
             }
             self.told_first_polls();
-            let hold_before = lock(&self.budget).backoff.hold_until();
             self.schedule.polled(i, started);
+            self.publish_budget();
             // A pause that began holds back every target: the page shows them all later.
             if lock(&self.budget).backoff.hold_until() == hold_before {
                 self.publish_next_poll(i);
@@ -373,6 +377,42 @@ impl Worker {
         tokio::select! {
             () = self.cancel.cancelled() => None,
             out = work => Some(out),
+        }
+    }
+
+    /// Shows on the status page where the budget stands, for every account that spends it.
+    fn publish_budget(&self) {
+        let now = Instant::now();
+        let (calls_last_minute, limit, suspended, hold) = {
+            let b = lock(&self.budget);
+            (
+                b.limiter.used(now),
+                b.limiter.limit(),
+                b.backoff.is_suspended(),
+                b.backoff.hold_until(),
+            )
+        };
+        let paused_until = hold.filter(|h| *h > now).map(wall_clock_at);
+        for a in &self.plan.group.accounts {
+            let shares_with = self
+                .plan
+                .group
+                .accounts
+                .iter()
+                .filter(|o| o.name != a.name)
+                .map(|o| o.name.clone())
+                .collect();
+            let status = AccountStatus {
+                budget: self.label.clone(),
+                shares_with,
+                calls_last_minute,
+                limit,
+                suspended,
+                paused_until,
+            };
+            self.shared
+                .store
+                .set_account_status(&a.name, &a.region, status);
         }
     }
 

@@ -23,12 +23,14 @@ pub fn check_telemetry_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} must start with /"));
     }
-    if ["/", "/-/healthy", "/-/ready", "/-/reload"].contains(&path) {
+    if ["/", STATUS_JSON, "/-/healthy", "/-/ready", "/-/reload"].contains(&path) {
         return Err(format!("{path:?} is taken by another endpoint"));
     }
     Ok(())
 }
 
+/// What the status page reads.
+const STATUS_JSON: &str = "/status.json";
 /// The metrics path's name inside the router, whatever `--web.telemetry-path` says.
 const METRICS: &str = "/metrics";
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -78,7 +80,7 @@ async fn route(req: Request<Incoming>, state: &WebState) -> Response<Body> {
         path
     };
     let allowed: &'static str = match path {
-        "/" | METRICS | "/-/healthy" | "/-/ready" => "GET, HEAD",
+        "/" | METRICS | STATUS_JSON | "/-/healthy" | "/-/ready" => "GET, HEAD",
         "/-/reload" => "POST, PUT",
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
@@ -107,10 +109,15 @@ async fn route(req: Request<Incoming>, state: &WebState) -> Response<Body> {
         "/-/ready" if state.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/-/reload" => reload(state).await,
-        _ => respond(
+        STATUS_JSON => respond(
+            StatusCode::OK,
+            "application/json",
+            status::json(&state.store, &state.telemetry_path).into_bytes(),
+        ),
+        _ => with_type(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            status::page(&state.store, &state.telemetry_path).into_bytes(),
+            Body::from_static(status::PAGE),
         ),
     }
 }

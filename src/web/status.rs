@@ -1,82 +1,136 @@
-//! The status page: every target with its labels, state, last values, last success, last
-//! error and next poll.
+//! The status page: a summary per account (targets up, down, stale and pending, the rate
+//! budget's use, suspensions and pauses) and every target with its state, values, last
+//! error and next poll. The page is plain HTML with a little script that reads
+//! `/status.json` and refreshes without reloading; the JSON is built here from the store.
 
-use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::collections::BTreeMap;
+use std::time::SystemTime;
 
-use crate::metrics::Store;
+use serde_json::{json, Value};
 
-/// The page as HTML.
-pub(super) fn page(store: &Store, telemetry_path: &str) -> String {
+use crate::metrics::{AccountStatus, Store, TargetStatus};
+use crate::model::Target;
+
+/// The page: static, everything it shows comes from `/status.json`.
+pub(super) const PAGE: &str = include_str!("status.html");
+
+/// Where a target stands, most severe first.
+fn state(s: &TargetStatus) -> &'static str {
+    match (s.stale, s.up) {
+        (true, _) => "stale",
+        (false, Some(false)) => "down",
+        (false, None) => "pending",
+        (false, Some(true)) => "up",
+    }
+}
+
+/// Seconds from `now` back to `t` (negative when `t` is ahead).
+fn seconds_since(now: SystemTime, t: SystemTime) -> i64 {
+    match now.duration_since(t) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn target(now: SystemTime, t: &Target, s: &TargetStatus) -> Value {
+    let values = s.last.filter(|_| !s.stale);
+    json!({
+        "project_id": t.project_id,
+        "enterprise_project_id": t.enterprise_project_id.as_deref().unwrap_or(""),
+        "registry_type": t.label_values()[4],
+        "state": state(s),
+        "fail": values.map(|v| v.fail_num),
+        "success": values.map(|v| v.success_num),
+        "last_success": s.last_success.map(time),
+        "last_success_ago_s": s.last_success.map(|at| seconds_since(now, at)),
+        "last_error": s.last_error,
+        "next_poll": s.next_poll.map(time),
+        "next_poll_in_s": s.next_poll.map(|at| -seconds_since(now, at)),
+    })
+}
+
+fn budget(now: SystemTime, b: &AccountStatus) -> Value {
+    json!({
+        "name": b.budget,
+        "shares_with": b.shares_with,
+        "calls_last_minute": b.calls_last_minute,
+        "limit": b.limit,
+        "suspended": b.suspended,
+        "paused_until": b.paused_until.map(time),
+        "paused_until_in_s": b.paused_until.map(|at| -seconds_since(now, at)),
+    })
+}
+
+/// One account on the page: its credential, its targets and their counts by state.
+#[derive(Default)]
+struct Account {
+    status: AccountStatus,
+    targets: Vec<Value>,
+    up: usize,
+    down: usize,
+    stale: usize,
+    pending: usize,
+    /// Targets whose last values count failing registries.
+    failing: usize,
+}
+
+/// `/status.json`: every configured account with its counts, its budget and its targets.
+pub(super) fn json(store: &Store, telemetry_path: &str) -> String {
     let now = SystemTime::now();
-    let mut html = String::from(concat!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>hss-exporter</title>",
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse}",
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}",
-        ".up{color:#070}.down{color:#b00}</style></head><body>",
-        "<h1>hss-exporter</h1><p>",
-    ));
-    let _ = write!(
-        html,
-        "<a href=\"{}\">Metrics</a> · version {}",
-        escape(telemetry_path),
-        env!("CARGO_PKG_VERSION")
-    );
-    html.push_str(concat!(
-        "</p><table><tr><th>account</th><th>region</th><th>project_id</th>",
-        "<th>enterprise_project_id</th><th>registry_type</th><th>up</th><th>fail</th>",
-        "<th>success</th><th>last success</th><th>last error</th><th>next poll</th></tr>"
-    ));
-    for (target, s) in store.statuses() {
-        html.push_str("<tr>");
-        for label in target.label_values() {
-            let _ = write!(html, "<td>{}</td>", escape(label));
+    let mut accounts: BTreeMap<(String, String), Account> = store
+        .account_statuses()
+        .into_iter()
+        .map(|(key, status)| {
+            let account = Account {
+                status,
+                ..Account::default()
+            };
+            (key, account)
+        })
+        .collect();
+    for (t, s) in store.statuses() {
+        let Some(a) = accounts.get_mut(&(t.account.clone(), t.region.clone())) else {
+            continue;
+        };
+        *match state(&s) {
+            "up" => &mut a.up,
+            "down" => &mut a.down,
+            "stale" => &mut a.stale,
+            _ => &mut a.pending,
+        } += 1;
+        if !s.stale && s.last.is_some_and(|v| v.fail_num > 0) {
+            a.failing += 1;
         }
-        let (class, up) = match s.up {
-            Some(true) => ("up", "up"),
-            Some(false) => ("down", "down"),
-            None => ("", "pending"),
-        };
-        let (fail, success) = match (s.last, s.stale) {
-            (Some(v), false) => (v.fail_num.to_string(), v.success_num.to_string()),
-            (_, true) => ("stale".into(), "stale".into()),
-            _ => (String::new(), String::new()),
-        };
-        let _ = write!(
-            html,
-            "<td class=\"{class}\">{up}</td><td>{fail}</td><td>{success}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            s.last_success.map_or_else(|| "never".into(), |t| ago(now, t)),
-            escape(s.last_error.as_deref().unwrap_or("")),
-            s.next_poll.map(|t| until(now, t)).unwrap_or_default(),
-        );
+        a.targets.push(target(now, &t, &s));
     }
-    html.push_str("</table></body></html>\n");
-    html
-}
-
-fn ago(now: SystemTime, t: SystemTime) -> String {
-    let secs = now.duration_since(t).unwrap_or_default().as_secs();
-    format!(
-        "{} ({} ago)",
-        humantime::format_rfc3339_seconds(t),
-        humantime::format_duration(Duration::from_secs(secs))
-    )
-}
-
-fn until(now: SystemTime, t: SystemTime) -> String {
-    match t.duration_since(now) {
-        Ok(d) => format!(
-            "{} (in {})",
-            humantime::format_rfc3339_seconds(t),
-            humantime::format_duration(Duration::from_secs(d.as_secs()))
-        ),
-        Err(_) => "due now".into(),
-    }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let accounts: Vec<Value> = accounts
+        .into_iter()
+        .map(|((account, region), a)| {
+            json!({
+                "account": account,
+                "region": region,
+                "counts": {
+                    "targets": a.targets.len(),
+                    "up": a.up,
+                    "down": a.down,
+                    "stale": a.stale,
+                    "pending": a.pending,
+                    "failing": a.failing,
+                },
+                "budget": budget(now, &a.status),
+                "targets": a.targets,
+            })
+        })
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "generated": time(now),
+        "telemetry_path": telemetry_path,
+        "accounts": accounts,
+    })
+    .to_string()
 }
