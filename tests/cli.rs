@@ -341,3 +341,133 @@ async fn a_sighup_the_moment_the_server_answers_never_kills_it() {
         assert!(status.success(), "round {round}: {status}");
     }
 }
+
+/// `key=value` pairs of a logfmt line (quoted values unescaped).
+fn logfmt(line: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut rest = line.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, e)) = chars.next() {
+                            value.push(match e {
+                                'n' => '\n',
+                                't' => '\t',
+                                other => other,
+                            });
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            (value, &quoted[end..])
+        } else {
+            let (v, n) = after.split_once(' ').unwrap_or((after, ""));
+            (v.to_string(), n)
+        };
+        out.insert(key.trim().to_string(), value);
+        rest = next.trim_start();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_flag_two_listen_addresses_a_telemetry_path_and_logfmt_logs() {
+    let (_sim, server) = sim().await;
+    let file = ConfigFile::new(&server.url());
+    file.write(
+        &Config::new()
+            .account(account("prod").project(P1, &["Harbor"]))
+            .yaml(),
+    );
+    let (a, b) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut exporter = Running::reading_stderr(&[
+        "--config.file",
+        &file.arg(),
+        "--web.listen-address",
+        &a,
+        "--web.listen-address",
+        &b,
+        "--web.telemetry-path",
+        "/prom",
+    ]);
+    // stderr is not a terminal: logfmt, with ts, level and msg first.
+    let started = exporter
+        .find_line(Duration::from_secs(10), "the start-up line", |line| {
+            let fields = logfmt(line);
+            (fields.get("msg").map(String::as_str) == Some("exporter started")).then_some(fields)
+        })
+        .await;
+    assert!(
+        humantime::parse_rfc3339(&started["ts"]).is_ok(),
+        "ts is RFC 3339: {started:?}"
+    );
+    assert_eq!(started["level"], "info");
+    assert_eq!(started["addrs"], format!("{a}, {b}"));
+    for addr in [&a, &b] {
+        wait_for_url(
+            &format!("http://{addr}/prom"),
+            Duration::from_secs(10),
+            "metrics at the telemetry path",
+            |body| body.contains("hss_exporter_build_info"),
+        )
+        .await;
+        let (status, _) = fetch(reqwest::Method::GET, &format!("http://{addr}/metrics"))
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "/metrics moved to /prom");
+    }
+    let (status, lines) = exporter.stop(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    for line in lines.iter().filter(|l| !l.is_empty()) {
+        let fields = logfmt(line);
+        assert!(
+            ["ts", "level", "msg"]
+                .iter()
+                .all(|k| fields.contains_key(*k)),
+            "not a logfmt line with ts, level and msg: {line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_port_listens_on_ipv6_and_ipv4() {
+    let (_sim, server) = sim().await;
+    let file = ConfigFile::new(&server.url());
+    file.write(
+        &Config::new()
+            .account(account("prod").project(P1, &["Harbor"]))
+            .yaml(),
+    );
+    let port = free_port();
+    let exporter = Running::reading_stderr(&[
+        "--config.file",
+        &file.arg(),
+        "--web.listen-address",
+        &format!(":{port}"),
+    ]);
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    let mut urls = vec![format!("http://127.0.0.1:{port}/-/healthy")];
+    if ipv6 {
+        urls.push(format!("http://[::1]:{port}/-/healthy"));
+    } else {
+        eprintln!("no IPv6 loopback here: checked IPv4 only");
+    }
+    for url in &urls {
+        wait_for_url(url, Duration::from_secs(10), "an answer", |b| b == "OK\n").await;
+    }
+    let (status, _) = exporter.stop(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+}

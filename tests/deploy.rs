@@ -36,14 +36,15 @@ use common::{free_port, metrics_url, ConfigFile, NO_API};
 
 const EXPORTER_PORT: u64 = 9943;
 /// Flags of `hss-exporter` (serve mode) that take a value.
-const EXPORTER_FLAGS: [&str; 4] = [
-    "--config",
+const EXPORTER_FLAGS: [&str; 5] = [
+    "--config.file",
     "--web.listen-address",
+    "--web.telemetry-path",
     "--log.level",
     "--log.format",
 ];
 const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
-const LOG_FORMATS: [&str; 2] = ["text", "json"];
+const LOG_FORMATS: [&str; 3] = ["logfmt", "json", "text"];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -600,7 +601,12 @@ fn systemd_unit_and_dockerfile_use_real_flags() {
         else {
             continue;
         };
-        let words: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
+        let mut words: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
+        assert_eq!(
+            words.pop().as_deref(),
+            Some("$ARGS"),
+            "{line}: ends in $ARGS, the flags of the environment file"
+        );
         assert!(
             words[0].ends_with("/hss-exporter"),
             "unit runs {}",
@@ -648,6 +654,44 @@ fn systemd_unit_and_dockerfile_use_real_flags() {
         !dockerfile.lines().any(|l| l.starts_with("HEALTHCHECK")),
         "no HEALTHCHECK (no tool to run it)"
     );
+    // Base images pinned by version, and the OCI labels of the build.
+    let arg = |name: &str| -> String {
+        dockerfile
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("ARG {name}=")))
+            .unwrap_or_else(|| panic!("Dockerfile has no default for ARG {name}"))
+            .to_string()
+    };
+    let rust = arg("RUST_IMAGE");
+    let version = rust
+        .strip_prefix("rust:")
+        .and_then(|t| t.split('-').next())
+        .unwrap_or_default();
+    assert_eq!(
+        version.split('.').count(),
+        3,
+        "the Rust image is pinned to a release: {rust}"
+    );
+    assert!(
+        arg("RUNTIME_IMAGE").contains("-debian12"),
+        "the runtime's Debian release is pinned"
+    );
+    let cargo_version = read("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("Cargo.toml version");
+    assert_eq!(
+        arg("HSS_EXPORTER_VERSION"),
+        cargo_version,
+        "the image's version label follows Cargo.toml"
+    );
+    for label in ["source", "version", "revision", "licenses"] {
+        assert!(
+            dockerfile.contains(&format!("org.opencontainers.image.{label}=")),
+            "OCI label {label}"
+        );
+    }
     let user = dockerfile
         .lines()
         .rev()

@@ -40,6 +40,20 @@ async fn serves_metrics_health_readiness_and_a_status_page() {
     assert!(body.contains("# HELP hss_registry_access_fail Image registries connected to HSS whose access is abnormal (fail_num), as of the last successful poll."));
     assert!(body.contains("# TYPE hss_exporter_api_request_duration_seconds histogram"));
     assert!(body.contains("hss_exporter_build_info{revision="));
+    // Built from a checkout: the revision is its commit (unless the environment named one).
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let (Some(head), Err(_)) = (head, std::env::var("HSS_EXPORTER_REVISION")) {
+        assert!(
+            body.contains(&format!("hss_exporter_build_info{{revision=\"{head}\",")),
+            "build_info carries the commit {head}"
+        );
+    }
     assert!(
         body.contains("process_resident_memory_bytes "),
         "process metrics"
