@@ -298,7 +298,11 @@ fn kubernetes_manifests_agree_with_the_exporter() {
         );
     }
     let flags = exporter_args(&args, "Deployment args");
-    let config_path = Path::new(flags.get("--config").expect("Deployment passes --config"));
+    let config_path = Path::new(
+        flags
+            .get("--config.file")
+            .expect("Deployment passes --config.file"),
+    );
     let mounts = seq_of(&c["volumeMounts"], "volumeMounts");
     let volumes = seq_of(&pod["spec"]["volumes"], "volumes");
     let mount_of = |dir: &Path| mounted_volume(mounts, volumes, dir);
@@ -705,7 +709,7 @@ fn systemd_unit_and_dockerfile_use_real_flags() {
 
 fn check_config(path: &Path, envs: &[(&str, &str)]) {
     let out = Command::new(env!("CARGO_BIN_EXE_hss-exporter"))
-        .args(["check-config", "--config"])
+        .args(["check-config", "--config.file"])
         .arg(path)
         .envs(envs.iter().copied())
         .output()
