@@ -283,11 +283,31 @@ async fn two_auth_failures_suspend_only_that_account_for_five_minutes() {
             "{t}"
         );
     }
-    let (_, page) = get(&exporter, "/").await;
-    assert!(
-        page.contains("account suspended for 5m after 2 consecutive authentication failures"),
-        "{page}"
+    let page = status(&exporter).await;
+    let suspended = ["Harbor", "Jfrog", "SwrPrivate"]
+        .iter()
+        .filter(|t| {
+            status_of(&page, "broken", P1, t)["last_error"]
+                .as_str()
+                .is_some_and(|e| {
+                    e.starts_with(
+                        "account suspended for 5m after 2 consecutive authentication failures",
+                    )
+                })
+        })
+        .count();
+    assert_eq!(
+        suspended, 2,
+        "the targets besides the last refused one say why: {page}"
     );
+    let broken = page["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account"] == "broken")
+        .unwrap();
+    assert_eq!(broken["budget"]["suspended"], true, "{broken}");
+    let page = page.to_string();
     assert!(!page.contains("not-the-secret-key") && !body.contains("not-the-secret-key"));
     // The other account kept going, once per interval.
     let fine = hss_requests(&sim.log(), "token-owner");
@@ -390,10 +410,10 @@ async fn bad_answers_fail_the_poll_and_never_become_zeros() {
         assert_down_keeping(&body, &harbor(), 3.0, 7.0, text);
         assert_eq!(errors(&body, "decode"), Some((i + 1) as f64), "{text}");
     }
-    let (_, page) = get(&exporter, "/").await;
-    assert!(
-        page.contains("bad answer: field fail_num is &quot;0&quot;, not a non-negative integer"),
-        "{page}"
+    let page = status(&exporter).await;
+    assert_eq!(
+        status_of(&page, "prod", P1, "Harbor")["last_error"],
+        r#"bad answer: field fail_num is "0", not a non-negative integer"#
     );
     // One request per poll: a bad answer is not retried.
     assert_eq!(hss_requests(&sim.log(), AK).len(), 6);
@@ -694,11 +714,13 @@ async fn a_target_that_never_succeeded_exports_no_values_and_oversized_bodies_ar
         None
     );
     assert_eq!(errors(&body, "decode"), Some(1.0));
-    let (_, page) = get(&exporter, "/").await;
-    assert!(
-        page.contains("bad answer: response body larger than 65536 bytes"),
-        "{page}"
+    let page = status(&exporter).await;
+    let harbor = status_of(&page, "prod", P1, "Harbor");
+    assert_eq!(
+        harbor["last_error"],
+        "bad answer: response body larger than 65536 bytes"
     );
-    assert!(page.contains("never"), "last success: never");
+    assert!(harbor["last_success"].is_null(), "last success: never");
+    assert_eq!(harbor["state"], "down");
     exporter.shutdown().await;
 }

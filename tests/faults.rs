@@ -49,9 +49,9 @@ async fn survives(
     let body = scrape(&exporter).await;
     assert_down_keeping(&body, &harbor(), 3.0, 7.0, reason);
     assert!(errors(&body, reason) >= 1.0, "{reason} counted:\n{body}");
-    let (_, page) = get(&exporter, "/").await;
-    assert!(
-        page.contains("class=\"down\""),
+    assert_eq!(
+        status_of(&status(&exporter).await, "prod", P1, "Harbor")["state"],
+        "down",
         "the status page shows it down"
     );
 

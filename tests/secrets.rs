@@ -149,7 +149,7 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
         },
     )
     .await;
-    for path in ["/metrics", "/", "/-/ready"] {
+    for path in ["/metrics", "/", "/status.json", "/-/ready"] {
         let (_, page) = fetch(Method::GET, &format!("{url}{path}"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));

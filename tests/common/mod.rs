@@ -182,6 +182,33 @@ where
     }
 }
 
+/// What the status page shows: `/status.json`.
+pub async fn status(exporter: &Exporter) -> serde_json::Value {
+    let (code, body) = get(exporter, "/status.json").await;
+    assert_eq!(code, 200, "/status.json: {body}");
+    serde_json::from_str(&body).expect("/status.json is JSON")
+}
+
+/// The status page's entry of one target, by account, project and registry type (`all`
+/// when unfiltered).
+pub fn status_of<'a>(
+    status: &'a serde_json::Value,
+    account: &str,
+    project: &str,
+    registry_type: &str,
+) -> &'a serde_json::Value {
+    status["accounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["account"] == account)
+        .flat_map(|a| a["targets"].as_array().into_iter().flatten())
+        .find(|t| t["project_id"] == project && t["registry_type"] == registry_type)
+        .unwrap_or_else(|| {
+            panic!("no {account}/{project}/{registry_type} on the status page: {status}")
+        })
+}
+
 /// Series of the exposition: (name, labels) → value.
 pub fn parse(body: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
     let mut out = BTreeMap::new();
