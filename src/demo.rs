@@ -18,6 +18,8 @@ pub const STAGING_PROJECT: &str = "f9e8d7c6b5a40312a1b2c3d4e5f60718";
 const DEMO_AK: &str = "DEMOACCESSKEY0000001";
 const DEMO_SK: &str = "demo-secret-key-that-only-the-simulator-knows";
 const DEMO_PASSWORD: &str = "demo-password";
+/// Where the demo serves unless told otherwise: loopback, as it is for a look only.
+const DEFAULT_LISTEN: &str = "127.0.0.1:9943";
 /// How often the scenario's numbers move.
 const CHURN_EVERY: Duration = Duration::from_secs(7);
 
@@ -141,7 +143,8 @@ pub struct Demo {
 
 impl Demo {
     /// Starts the simulated API on loopback and builds the exporter's settings for it.
-    pub async fn start(listen_address: &str) -> Result<Demo, DemoError> {
+    pub async fn start(listen_address: Option<&String>) -> Result<Demo, DemoError> {
+        let listen_address = listen_address.map_or(DEFAULT_LISTEN, String::as_str);
         let sim = scenario();
         let server = sim
             .start(([127, 0, 0, 1], 0).into())

@@ -32,12 +32,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command;
     if let Some(Command::Demo) = command {
         let options = options(&cli)?;
-        let listen = cli
-            .listen_addresses
-            .first()
-            .map_or("127.0.0.1:9943", String::as_str);
         let mut signals = Signals::install();
-        let demo = Demo::start(listen).await?;
+        let demo = Demo::start(cli.listen_addresses.first()).await?;
         let listener = demo.listener()?;
         let exporter = Exporter::start(&demo.settings, listener, options)?;
         let addr = exporter.addr;
@@ -68,11 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Demo) | None => {
             // Before the listener answers: a SIGHUP the moment it does must not kill us.
             let mut signals = Signals::install();
-            let listeners = settings
-                .listen_addresses
-                .iter()
-                .map(|&a| server::bind(a).with_context(|| format!("cannot listen on {a}")))
-                .collect::<anyhow::Result<_>>()?;
+            let listeners = server::bind_all(&settings.listen_addresses)?;
             let options = Options {
                 loader: Some(loader),
                 ..options(&cli)?

@@ -60,6 +60,25 @@ pub fn bind(addr: ListenAddress) -> std::io::Result<TcpListener> {
     TcpListener::from_std(std_listener)
 }
 
+/// An address that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}")]
+pub struct BindError {
+    /// The address asked for.
+    pub addr: ListenAddress,
+    /// Why not.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds every one of `addrs`, in order.
+pub fn bind_all(addrs: &[ListenAddress]) -> Result<Vec<TcpListener>, BindError> {
+    addrs
+        .iter()
+        .map(|&addr| bind(addr).map_err(|source| BindError { addr, source }))
+        .collect()
+}
+
 /// Counts open connections, in all and per client address.
 #[derive(Default)]
 struct Slots {

@@ -250,114 +250,36 @@ impl IamTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{Service, Sim, SimServer};
 
-    async fn iam(lifetime: Duration) -> (Sim, SimServer, Authenticator) {
-        let sim = Sim::new();
-        sim.add_user("acme", "ops", "pw");
-        sim.set_token_lifetime(lifetime);
-        let server = sim.start(([127, 0, 0, 1], 0).into()).await.unwrap();
-        let credentials = Credentials::IamPassword {
+    fn tokens() -> IamTokens {
+        IamTokens {
+            http: reqwest::Client::new(),
+            endpoint: Url::parse("http://127.0.0.1:1").unwrap(),
             domain: "acme".into(),
             user: "ops".into(),
             password: Secret::new("pw"),
-            iam_endpoint: Url::parse(&server.url()).unwrap(),
-        };
-        let auth = Authenticator::new(&credentials, reqwest::Client::new(), Duration::from_secs(5));
-        (sim, server, auth)
-    }
-
-    fn fetched(sim: &Sim, project: &str) -> usize {
-        sim.log()
-            .iter()
-            .filter(|e| e.service == Service::Iam && e.project_id == project && e.status == 201)
-            .count()
-    }
-
-    async fn token(auth: &Authenticator, project: &str) -> Secret {
-        match auth.for_project(project).await.unwrap() {
-            RequestAuth::Token(t) => t,
-            RequestAuth::Sign { .. } => panic!("an IAM user's requests carry a token"),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_token_per_project_is_reused_until_an_hour_before_it_expires() {
-        let (sim, _server, auth) = iam(Duration::from_secs(24 * 3600)).await;
-        assert!(auth.can_refresh());
-        let first = token(&auth, "p1").await;
-        assert_eq!(token(&auth, "p1").await, first);
-        let other = token(&auth, "p2").await;
-        assert_ne!(other, first, "one token per project scope");
-        assert_eq!((fetched(&sim, "p1"), fetched(&sim, "p2")), (1, 1));
-        tokio::time::advance(Duration::from_secs(23 * 3600 - 10)).await;
-        assert_eq!(token(&auth, "p1").await, first);
-        tokio::time::advance(Duration::from_secs(20)).await;
-        assert_ne!(token(&auth, "p1").await, first, "renewed an hour early");
-        assert_eq!(fetched(&sim, "p1"), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_refused_token_is_forgotten_but_not_its_successor() {
-        let (sim, _server, auth) = iam(Duration::from_secs(24 * 3600)).await;
-        let old = token(&auth, "p1").await;
-        auth.refused("p1", &RequestAuth::Token(old.clone())).await;
-        let new = token(&auth, "p1").await;
-        assert_ne!(new, old);
-        // A second refusal of the old token (a request that was under way) keeps the new one.
-        auth.refused("p1", &RequestAuth::Token(old)).await;
-        assert_eq!(token(&auth, "p1").await, new);
-        assert_eq!(fetched(&sim, "p1"), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn callers_waiting_for_one_scope_share_one_fetch() {
-        let (sim, _server, auth) = iam(Duration::from_secs(24 * 3600)).await;
-        let (a, b, c) = tokio::join!(token(&auth, "p1"), token(&auth, "p1"), token(&auth, "p1"));
-        assert!(a == b && b == c);
-        assert_eq!(fetched(&sim, "p1"), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_token_that_looks_expired_is_still_used_for_a_minute() {
-        // The host clock is ahead of IAM's: every token looks expired on arrival.
-        let (sim, _server, auth) = iam(Duration::ZERO).await;
-        let first = token(&auth, "p1").await;
-        for _ in 0..5 {
-            tokio::time::advance(Duration::from_secs(10)).await;
-            assert_eq!(token(&auth, "p1").await, first);
-        }
-        tokio::time::advance(Duration::from_secs(11)).await;
-        assert_ne!(token(&auth, "p1").await, first);
-        assert_eq!(fetched(&sim, "p1"), 2, "one fetch a minute, not one a poll");
-        assert!(auth_warned_once(&auth));
-    }
-
-    fn auth_warned_once(auth: &Authenticator) -> bool {
-        match &auth.kind {
-            Kind::Iam(iam) => iam.skew_warned.load(Ordering::Relaxed),
-            Kind::Static(_) => false,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_wrong_password_is_an_auth_error_naming_iam() {
-        let (_sim, _server, auth) = iam(Duration::from_secs(3600)).await;
-        let Kind::Iam(iam) = &auth.kind else {
-            panic!("IAM credentials")
-        };
-        let wrong = IamTokens {
-            password: Secret::new("nope"),
-            http: iam.http.clone(),
-            endpoint: iam.endpoint.clone(),
-            domain: iam.domain.clone(),
-            user: iam.user.clone(),
-            timeout: iam.timeout,
+            timeout: Duration::from_secs(5),
             scopes: Mutex::new(HashMap::new()),
             skew_warned: AtomicBool::new(false),
-        };
-        let err = wrong.token("p1").await.unwrap_err();
-        assert_eq!(err.reason().as_str(), "auth");
-        assert!(err.to_string().contains("password is wrong"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_token_is_used_until_an_hour_before_it_expires_and_at_least_a_minute() {
+        let t = tokens();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(t.use_for(24 * hour, None), 23 * hour);
+        assert_eq!(
+            t.use_for(hour, None),
+            hour / 2,
+            "half the life of a short one"
+        );
+        assert!(!t.skew_warned.load(Ordering::Relaxed));
+        assert_eq!(t.use_for(Duration::ZERO, None), MIN_TOKEN_USE);
+        assert_eq!(t.use_for(Duration::from_secs(90), None), MIN_TOKEN_USE);
+        assert!(
+            t.skew_warned.load(Ordering::Relaxed),
+            "the clock warning, once"
+        );
     }
 }
