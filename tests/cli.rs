@@ -312,12 +312,7 @@ async fn sighup_reloads_the_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sighup_the_moment_the_server_answers_never_kills_it() {
     let (_sim, server) = sim().await;
-    let file = ConfigFile::new(&server.url());
-    file.write(
-        &Config::new()
-            .account(account("prod").project(P1, &["Harbor"]))
-            .yaml(),
-    );
+    let file = one_target(&server);
     for round in 0..5 {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut exporter =
@@ -383,12 +378,7 @@ fn logfmt(line: &str) -> std::collections::BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_file_flag_two_listen_addresses_a_telemetry_path_and_logfmt_logs() {
     let (_sim, server) = sim().await;
-    let file = ConfigFile::new(&server.url());
-    file.write(
-        &Config::new()
-            .account(account("prod").project(P1, &["Harbor"]))
-            .yaml(),
-    );
+    let file = one_target(&server);
     let (a, b) = (
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
@@ -445,12 +435,7 @@ async fn config_file_flag_two_listen_addresses_a_telemetry_path_and_logfmt_logs(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_port_listens_on_ipv6_and_ipv4() {
     let (_sim, server) = sim().await;
-    let file = ConfigFile::new(&server.url());
-    file.write(
-        &Config::new()
-            .account(account("prod").project(P1, &["Harbor"]))
-            .yaml(),
-    );
+    let file = one_target(&server);
     let port = free_port();
     let exporter = Running::reading_stderr(&[
         "--config.file",
@@ -470,4 +455,15 @@ async fn a_bare_port_listens_on_ipv6_and_ipv4() {
     }
     let (status, _) = exporter.stop(Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
+}
+
+/// A configuration file with one target on the simulator.
+fn one_target(server: &hss_exporter::sim::SimServer) -> ConfigFile {
+    let file = ConfigFile::new(&server.url());
+    file.write(
+        &Config::new()
+            .account(account("prod").project(P1, &["Harbor"]))
+            .yaml(),
+    );
+    file
 }

@@ -39,6 +39,15 @@ fn config() -> String {
         .yaml()
 }
 
+/// `Ok` when every named condition holds, else which do not.
+fn all_done(state: &[(&str, bool)]) -> Result<(), String> {
+    if state.iter().all(|(_, done)| *done) {
+        Ok(())
+    } else {
+        Err(format!("{state:?}"))
+    }
+}
+
 fn suspended(body: &str, account: &str) -> bool {
     value(
         body,
@@ -99,11 +108,7 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
                 ("token up", up(&body, "token", P2)),
             ];
             seen_ref.borrow_mut().push(body);
-            if state.iter().all(|(_, done)| *done) {
-                Ok(())
-            } else {
-                Err(format!("{state:?}"))
-            }
+            all_done(&state)
         },
     )
     .await;
@@ -141,11 +146,7 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
                 ("new token used", used),
             ];
             seen_ref.borrow_mut().push(body);
-            if state.iter().all(|(_, done)| *done) {
-                Ok(())
-            } else {
-                Err(format!("{state:?}"))
-            }
+            all_done(&state)
         },
     )
     .await;

@@ -302,16 +302,8 @@ pub async fn wait_for(
     what: &str,
     ready: impl Fn(&str) -> bool,
 ) -> String {
-    let ready = &ready;
-    eventually(within, what, move || async move {
-        let body = scrape(exporter).await;
-        if ready(&body) {
-            Ok(body)
-        } else {
-            Err(body)
-        }
-    })
-    .await
+    let url = format!("http://{}/metrics", exporter.addr);
+    wait_for_url(&url, within, what, ready).await
 }
 
 /// GETs `url` until it answers 200 with a body for which `ready` holds, and returns that
