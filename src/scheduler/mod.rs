@@ -26,7 +26,7 @@ pub use limiter::{RateLimiter, RATE_MARGIN, RATE_WINDOW};
 pub use plan::{capacity_warnings, describe, min_interval};
 
 use crate::config::{PollSettings, Settings};
-use crate::hss::http_client;
+use crate::hss::HttpClients;
 use crate::metrics::Store;
 use crate::model::Target;
 use budget::{Budget, BudgetKey, Group};
@@ -35,11 +35,12 @@ use worker::Worker;
 /// The optional cap across all budgets; `None` inside when there is none.
 type SharedLimiter = Arc<Mutex<Option<RateLimiter>>>;
 
-/// What every worker shares: the HTTP client, the store and the global cap.
+/// What every worker shares: the HTTP clients, the store and the global cap.
 #[derive(Clone)]
 struct Shared {
-    /// Its connection pool serves every account.
-    http: reqwest::Client,
+    /// One client per distinct network settings; each connection pool serves every account
+    /// that reaches the API the same way.
+    http: Arc<HttpClients>,
     /// Where results go.
     store: Arc<Store>,
     /// The cap across budgets (`poll.rate_limit_per_minute`).
@@ -47,9 +48,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(settings: &Settings, store: Arc<Store>) -> Result<Shared, reqwest::Error> {
-        Ok(Shared {
-            http: http_client()?,
+    fn new(settings: &Settings, store: Arc<Store>) -> Shared {
+        Shared {
+            http: Arc::new(HttpClients::new()),
             store,
             global: Arc::new(Mutex::new(
                 settings
@@ -57,7 +58,7 @@ impl Shared {
                     .global_rate_limit_per_minute
                     .map(RateLimiter::per_minute),
             )),
-        })
+        }
     }
 }
 
@@ -142,7 +143,7 @@ impl Scheduler {
     ) -> Result<Scheduler, reqwest::Error> {
         let groups = budget::groups(settings);
         let mut scheduler = Scheduler {
-            shared: Shared::new(settings, store.clone())?,
+            shared: Shared::new(settings, store.clone()),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             budgets: HashMap::new(),
@@ -278,7 +279,7 @@ impl Scheduler {
 
 /// Polls every target once, within the rate limits; returns how many polls failed.
 pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, reqwest::Error> {
-    let shared = Shared::new(settings, store.clone())?;
+    let shared = Shared::new(settings, store.clone());
     let cancel = CancellationToken::new();
     store.add_targets(settings.targets());
     let mut handles = Vec::new();
