@@ -184,14 +184,18 @@ pub(crate) fn tls_problem(error: &(dyn std::error::Error + 'static)) -> Option<S
         if let Some(t) = e.downcast_ref::<rustls::Error>() {
             return Some(describe(t));
         }
-        // An I/O error's `source` skips the error it wraps: look inside it too.
-        if let Some(inner) = e
+        // An I/O error's `source` skips the error it wraps (itself often an I/O error
+        // around the TLS error): look inside.
+        let mut inner = e
             .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-        {
-            if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+            .and_then(std::io::Error::get_ref);
+        while let Some(i) = inner {
+            if let Some(t) = i.downcast_ref::<rustls::Error>() {
                 return Some(describe(t));
             }
+            inner = i
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref);
         }
         next = e.source();
     }

@@ -27,7 +27,7 @@ pub use plan::{capacity_warnings, describe, min_interval};
 
 use crate::config::{PollSettings, Settings};
 use crate::hss::HttpClients;
-use crate::metrics::Store;
+use crate::metrics::{InsecureAccount, Store};
 use crate::model::Target;
 use budget::{Budget, BudgetKey, Group};
 use worker::Worker;
@@ -151,6 +151,7 @@ impl Scheduler {
             first_polls: FirstPolls::new(groups.len()),
         };
         store.add_targets(settings.targets());
+        flag_insecure_tls(settings, &store);
         for group in groups {
             let plan = Plan {
                 group,
@@ -213,6 +214,7 @@ impl Scheduler {
             }
         }
         self.shared.store.set_stale_after(settings.poll.stale_after);
+        flag_insecure_tls(settings, &self.shared.store);
         {
             let mut global = self
                 .shared
@@ -282,6 +284,7 @@ pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, 
     let shared = Shared::new(settings, store.clone());
     let cancel = CancellationToken::new();
     store.add_targets(settings.targets());
+    flag_insecure_tls(settings, &store);
     let mut handles = Vec::new();
     for group in budget::groups(settings) {
         let budget = Arc::new(Mutex::new(Budget::new(group.limit())));
@@ -300,6 +303,29 @@ pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, 
         .iter()
         .filter(|(_, s)| s.up != Some(true))
         .count())
+}
+
+/// Warns of every account that does not verify certificates, at start and at each reload,
+/// and tells the store, for the status page.
+fn flag_insecure_tls(settings: &Settings, store: &Store) {
+    let insecure: Vec<InsecureAccount> = settings
+        .accounts
+        .iter()
+        .filter(|a| a.network.tls.insecure_skip_verify)
+        .map(|a| InsecureAccount {
+            account: a.name.clone(),
+            region: a.region.clone(),
+            endpoint: budget::BudgetKey::of(a).gateway,
+        })
+        .collect();
+    for a in &insecure {
+        tracing::warn!(
+            account = %a.account,
+            endpoint = %a.endpoint,
+            "tls.insecure_skip_verify is on: the API's certificate is not checked, so anyone on the network path can read the credentials' requests and forge the answers"
+        );
+    }
+    store.set_insecure_tls(insecure);
 }
 
 async fn sweep(store: Arc<Store>, stale_after: Duration, cancel: CancellationToken) {
