@@ -82,11 +82,7 @@ impl HssClient {
         timeout: Duration,
         clients: &HttpClients,
     ) -> Self {
-        let direct = Network {
-            proxy: crate::model::ProxySettings::default(),
-            tls: network.tls.clone(),
-        };
-        match (clients.client(network), clients.client(&direct)) {
+        match (clients.client(network), clients.metadata_client()) {
             (Ok(http), Ok(metadata_http)) => HssClient {
                 auth: Arc::new(Authenticator::with_metadata_client(
                     credentials,

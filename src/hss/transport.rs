@@ -46,6 +46,8 @@ fn system_roots() -> Arc<rustls::RootCertStore> {
 pub struct HttpClients {
     /// Built so far, by settings. A handful at most: a linear search is all it needs.
     built: Mutex<Vec<(Network, reqwest::Client)>>,
+    /// For metadata services, built on first use.
+    metadata: Mutex<Option<reqwest::Client>>,
 }
 
 impl HttpClients {
@@ -53,7 +55,30 @@ impl HttpClients {
     pub fn new() -> HttpClients {
         HttpClients {
             built: Mutex::new(Vec::new()),
+            metadata: Mutex::new(None),
         }
+    }
+
+    /// The client for metadata services: direct (the service is link-local, and a proxy
+    /// would reach another server's), and without keep-alive, since it is asked a few times
+    /// a day and may close an idle connection just as it is reused.
+    pub fn metadata_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        let mut client = self
+            .metadata
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = client.as_ref() {
+            return Ok(c.clone());
+        }
+        let built = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .use_preconfigured_tls(tls_config(&TlsSettings::default()))
+            .build()?;
+        *client = Some(built.clone());
+        Ok(built)
     }
 
     /// The client of `network`, built on first use.
