@@ -27,8 +27,8 @@ const SESSION_TOKEN_RECHECK: Duration = Duration::from_secs(24 * 3600);
 /// life when they live shorter than twice this.
 const REFRESH_MARGIN: Duration = Duration::from_secs(2 * 3600);
 /// Keys are used at least this long, whatever their expiry says, so that a host clock that
-/// is off cannot make every poll fetch new ones.
-const MIN_KEY_USE: Duration = Duration::from_secs(5);
+/// is off does not make every request fetch new ones.
+const MIN_KEY_USE: Duration = Duration::from_secs(1);
 /// The metadata service's answer when the server has no agency.
 const NO_AGENCY: &str = "Please configure Cloud Service Agency first";
 
