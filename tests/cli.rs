@@ -467,3 +467,68 @@ fn one_target(server: &hss_exporter::sim::SimServer) -> ConfigFile {
     );
     file
 }
+
+#[tokio::test]
+async fn check_config_shows_stack_endpoints_proxies_and_tls_trust() {
+    let file = ConfigFile::new(NO_API);
+    let pki = Pki::new();
+    let ca = file.write_file("ca.pem", &pki.ca_pem());
+    file.write(&format!(
+        r#"
+accounts:
+  - name: onprem
+    region: region-a
+    cloud: stack.example.com
+    proxy_url: "http://probe@proxy.example.com:3128"
+    proxy_password_env: HSS_PASSWORD
+    no_proxy: ".example.com"
+    tls: {{ ca_file: {ca:?} }}
+    auth: {{ iam_password: {{ domain: acme, user: ops, password_env: HSS_PASSWORD }} }}
+    projects: [{{ project_id: {P1} }}]
+  - name: agency
+    region: cn-north-4
+    tls: {{ insecure_skip_verify: true }}
+    auth: {{ metadata: {{}} }}
+    projects: [{{ project_id: {P2} }}]
+"#
+    ));
+    let out = run(&["check-config", "--config", &file.arg()]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let onprem = format!(
+        "account onprem (region region-a, iam_password auth, 5 calls/min, endpoint https://hss-api.region-a.stack.example.com/, iam https://iam-apigateway-proxy.stack.example.com/v3, proxy http://probe@proxy.example.com:3128 (from proxy_url) except \".example.com\", trusts the system CAs and 1 from {}): 1 targets",
+        ca.display()
+    );
+    assert!(stdout.contains(&onprem), "{stdout}");
+    assert!(
+        stdout.contains("account agency (region cn-north-4, metadata auth, 5 calls/min, endpoint https://hss.cn-north-4.myhuaweicloud.com/, metadata http://169.254.169.254/, TLS VERIFICATION OFF (insecure_skip_verify)): 1 targets"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret-password"), "{stdout}");
+
+    // What is wrong, one line each, with the key path; never the proxy password.
+    file.write(&format!(
+        r#"
+accounts:
+  - name: onprem
+    region: region-a
+    cloud: "stack example"
+    proxy_url: "http://probe:inline-secret@proxy.example.com:3128"
+    tls: {{ ca_file: "{{DIR}}/nope.pem" }}
+    auth: {{ metadata: {{ endpoint: "ftp://x" }} }}
+    projects: [{{ project_id: {P1} }}]
+"#
+    ));
+    let out = run(&["check-config", "--config", &file.arg()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    for line in [
+        r#"accounts[0].cloud: "stack example" is not a domain name"#,
+        "accounts[0].proxy_url: holds a password, which the configuration file must not",
+        "accounts[0].tls.ca_file: cannot read",
+        r#"accounts[0].auth.metadata.endpoint: "ftp://x" is not an http(s) base URL"#,
+    ] {
+        assert!(stderr.contains(line), "{line:?} not in:\n{stderr}");
+    }
+    assert!(!stderr.contains("inline-secret"), "{stderr}");
+}

@@ -11,7 +11,7 @@ use hss_exporter::model::RegistryType;
 use hss_exporter::sim::Service;
 use reqwest::Method;
 
-fn config() -> String {
+fn config(proxy: &TestProxy) -> String {
     // The refused key and the refused user are not those of the accounts that work: a
     // credential's failures suspend every account that shares it.
     let iam_wrong_password = IAM
@@ -34,6 +34,19 @@ fn config() -> String {
         .account(
             account("wrong-password")
                 .auth(&iam_wrong_password)
+                .project(P3, &[]),
+        )
+        .account(
+            account("via-proxy")
+                .rate(120)
+                .with(&format!("proxy_url: \"http://probe@{}\"", proxy.addr))
+                .with(r#"proxy_password_file: "{DIR}/proxy-password""#)
+                .project(P1, &[]),
+        )
+        .account(
+            account("agency")
+                .rate(120)
+                .auth(r#"{ metadata: { endpoint: "{API}" } }"#)
                 .project(P3, &[]),
         )
         .yaml()
@@ -68,9 +81,13 @@ fn up(body: &str, account: &str, project: &str) -> bool {
 async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
     let (sim, server) = sim().await;
     sim.set_stats(P1, None, RegistryType::Harbor, 1, 2);
+    // Temporary keys that rotate during the run.
+    sim.enable_metadata(Duration::from_secs(4));
+    let proxy = TestProxy::start(&[], Some("probe:pr0xy-secret")).await;
     let file = ConfigFile::new(&server.url());
     file.write_file("bad-sk", "file-secret-that-is-wrong\n");
-    file.write(&config());
+    file.write_file("proxy-password", "pr0xy-secret\n");
+    file.write(&config(&proxy));
     let addr = format!("127.0.0.1:{}", free_port());
     let exporter = Running::reading_stderr(&[
         "--config",
@@ -106,6 +123,12 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
                         .any(|e| e.service == Service::Iam && e.status == 201),
                 ),
                 ("token up", up(&body, "token", P2)),
+                ("via-proxy up", up(&body, "via-proxy", P1)),
+                ("agency up", up(&body, "agency", P3)),
+                (
+                    "temporary keys rotated",
+                    sim_ref.issued_temporary_keys().len() >= 2,
+                ),
             ];
             seen_ref.borrow_mut().push(body);
             all_done(&state)
@@ -167,6 +190,7 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
         "HTTP library traces are included"
     );
     assert!(logs.contains("authentication refused") && logs.contains("obtained IAM token"));
+    assert!(logs.contains("obtained temporary keys from the metadata service"));
     let log = sim.log();
     assert!(
         log.iter()
@@ -174,8 +198,20 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
         "a revoked token was refused"
     );
 
-    // "MIIsim" starts every IAM token the simulator issues.
-    let secrets = [
+    assert!(
+        proxy.passed().iter().any(|p| p.status == 200),
+        "calls went through the proxy with its password"
+    );
+    let temporary = sim.issued_temporary_keys();
+    assert!(
+        temporary.len() >= 2,
+        "the temporary keys rotated: {}",
+        temporary.len()
+    );
+
+    // "MIIsim" starts every IAM token the simulator issues, "mdtoken" every metadata
+    // session token, "tmp-" every temporary secret key and security token.
+    let mut secrets: Vec<String> = [
         AK,
         AK2,
         SK,
@@ -184,8 +220,18 @@ async fn no_secret_appears_in_logs_metrics_or_the_status_page() {
         "not-the-secret-key",
         "file-secret-that-is-wrong",
         "MIIsim",
-    ];
-    for secret in secrets {
+        "pr0xy-secret",
+        "mdtoken",
+        "tmp-sk-",
+        "tmp-sectoken-",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    for (ak, sk, token) in temporary {
+        secrets.extend([ak, sk, token]);
+    }
+    for secret in &secrets {
+        let secret = secret.as_str();
         assert!(!logs.contains(secret), "{secret:?} is in the logs");
         for page in &seen {
             assert!(!page.contains(secret), "{secret:?} is in a page");

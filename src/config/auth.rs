@@ -6,7 +6,8 @@ use url::Url;
 
 use super::file::AuthSection;
 use super::{validate, Env};
-use crate::model::{default_iam_endpoint, Credentials};
+use crate::model::DEFAULT_METADATA_ENDPOINT;
+use crate::model::{default_iam_endpoint, stack_iam_endpoint, Credentials};
 use crate::secret::Secret;
 
 /// Resolves the one way of authenticating `auth` names; `None` (with the problems pushed
@@ -15,6 +16,7 @@ pub(super) fn validate_auth(
     at: &str,
     auth: &AuthSection,
     region: &str,
+    cloud: Option<&str>,
     env: &Env,
     errors: &mut Vec<String>,
 ) -> Option<Credentials> {
@@ -22,13 +24,14 @@ pub(super) fn validate_auth(
         auth.ak_sk.as_ref().map(|_| "ak_sk"),
         auth.token.as_ref().map(|_| "token"),
         auth.iam_password.as_ref().map(|_| "iam_password"),
+        auth.metadata.as_ref().map(|_| "metadata"),
     ]
     .into_iter()
     .flatten()
     .collect();
     if given.len() != 1 {
         errors.push(format!(
-            "{at}: exactly one of ak_sk, token, iam_password is required (found {})",
+            "{at}: exactly one of ak_sk, token, iam_password, metadata is required (found {})",
             if given.is_empty() {
                 "none".to_string()
             } else {
@@ -84,6 +87,15 @@ pub(super) fn validate_auth(
         )?;
         return Some(Credentials::Token(token));
     }
+    if let Some(m) = &auth.metadata {
+        let endpoint = match &m.endpoint {
+            Some(e) => validate::parse_endpoint(&format!("{at}.metadata.endpoint"), e, errors),
+            None => Url::parse(DEFAULT_METADATA_ENDPOINT).ok(),
+        };
+        return Some(Credentials::Metadata {
+            endpoint: endpoint?,
+        });
+    }
     let p = auth.iam_password.as_ref()?;
     let at = format!("{at}.iam_password");
     for (key, value) in [("domain", &p.domain), ("user", &p.user)] {
@@ -101,7 +113,10 @@ pub(super) fn validate_auth(
     );
     let iam_endpoint = match &p.iam_endpoint {
         Some(e) => validate::parse_endpoint(&format!("{at}.iam_endpoint"), e, errors),
-        None => Url::parse(&default_iam_endpoint(region)).ok(),
+        None => match cloud {
+            Some(cloud) => Url::parse(&stack_iam_endpoint(cloud)).ok(),
+            None => Url::parse(&default_iam_endpoint(region)).ok(),
+        },
     };
     Some(Credentials::IamPassword {
         domain: p.domain.clone(),
@@ -112,7 +127,7 @@ pub(super) fn validate_auth(
 }
 
 /// Resolves a secret named by exactly one of `{name}_env` / `{name}_file`.
-fn secret(
+pub(super) fn secret(
     at: &str,
     name: &str,
     from_env: Option<&String>,

@@ -94,6 +94,32 @@ pub struct AccountSection {
     /// Overrides the endpoint derived from the region.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// The domain of a Huawei Cloud Stack: derives `https://hss-api.{region}.{cloud}` and
+    /// IAM at `https://iam-apigateway-proxy.{cloud}/v3` instead of the public cloud's.
+    #[serde(default)]
+    pub cloud: Option<String>,
+    /// The proxy for this account's calls, `http://[user@]host:port`; wins over
+    /// `HTTPS_PROXY` and the other environment variables.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// Like `proxy_url`, from an environment variable (the URL may hold a password).
+    #[serde(default)]
+    pub proxy_url_env: Option<String>,
+    /// Like `proxy_url`, from a file (the URL may hold a password).
+    #[serde(default)]
+    pub proxy_url_file: Option<PathBuf>,
+    /// The proxy's password for the user of the proxy URL, from a variable.
+    #[serde(default)]
+    pub proxy_password_env: Option<String>,
+    /// The proxy's password for the user of the proxy URL, from a file.
+    #[serde(default)]
+    pub proxy_password_file: Option<PathBuf>,
+    /// Hosts this account reaches without a proxy, in `NO_PROXY` syntax; wins over `NO_PROXY`.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// Which server certificates to trust beyond the system's.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
     /// Calls per minute this credential may make; the API's documented limit by default.
     #[serde(default)]
     pub rate_limit_per_minute: Option<u32>,
@@ -117,6 +143,31 @@ pub struct AuthSection {
     /// An IAM user's password, exchanged for tokens.
     #[serde(default)]
     pub iam_password: Option<IamPasswordSection>,
+    /// The temporary keys of the ECS's agency, from its metadata service.
+    #[serde(default)]
+    pub metadata: Option<MetadataSection>,
+}
+
+/// `auth.metadata:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataSection {
+    /// The metadata service, `http://169.254.169.254` by default.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+/// An account's `tls:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificates added to the trusted roots: the CA of a private stack or of a
+    /// TLS-inspecting gateway.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accepts any server certificate; for tests only, and loudly.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// `auth.ak_sk:`; each secret from exactly one of `*_env` / `*_file`.

@@ -5,6 +5,7 @@
 mod auth;
 pub mod file;
 mod load;
+mod network;
 mod validate;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use url::Url;
 pub use load::{load_file, load_str, Source};
 pub use validate::validate;
 
-use crate::model::{Credentials, ListenAddress, Target};
+use crate::model::{Credentials, ListenAddress, Network, Target};
 
 /// Where the HTTP server listens unless configured otherwise: every address, IPv6 and IPv4.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9943";
@@ -80,6 +81,8 @@ pub struct Account {
     pub rate_limit_per_minute: u32,
     /// How its requests authenticate.
     pub credentials: Credentials,
+    /// Its proxy and the certificates it trusts.
+    pub network: Network,
     /// What it polls, in the order of the file.
     pub targets: Vec<Target>,
 }

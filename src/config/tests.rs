@@ -202,7 +202,7 @@ fn refuses_missing_secrets() {
             "ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK }",
             "{}",
         ),
-        "accounts[0].auth: exactly one of ak_sk, token, iam_password is required (found none)",
+        "accounts[0].auth: exactly one of ak_sk, token, iam_password, metadata is required (found none)",
     );
     assert_refused(
             &GOOD.replace("ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK }", "{ ak_sk: { access_key_env: HSS_AK, secret_key_env: HSS_SK }, token: { token_env: T } }"),

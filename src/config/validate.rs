@@ -7,9 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use url::Url;
 
 use super::file::{AccountSection, FileConfig};
+use super::network::{validate_network, EnvProxies};
 use super::{auth, Account, ConfigError, Env, PollSettings, Settings};
 use super::{DEFAULT_LISTEN_ADDRESS, DEFAULT_RATE_LIMIT_PER_MINUTE, MAX_ID_LEN};
-use crate::model::{default_endpoint, ListenAddress, RegistryType, Target, KNOWN_REGIONS};
+use crate::model::{
+    default_endpoint, stack_endpoint, ListenAddress, RegistryType, Target, KNOWN_REGIONS,
+};
 
 /// Checks meaning (not shape) and resolves secrets; reports every problem, one line each.
 pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
@@ -47,6 +50,13 @@ pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
         errors.push("accounts: at least one account is required".into());
     }
 
+    // Read once, and only when an account goes by the environment: a bad variable is one
+    // problem, not one per account.
+    let env_proxies = if file.accounts.iter().any(uses_env_proxy) {
+        EnvProxies::read(env, &mut errors)
+    } else {
+        EnvProxies::default()
+    };
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut accounts = Vec::new();
     for (i, raw) in file.accounts.iter().enumerate() {
@@ -59,7 +69,7 @@ pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
                 raw.name
             ));
         }
-        if let Some(account) = validate_account(&at, raw, env, &mut errors) {
+        if let Some(account) = validate_account(&at, raw, env, &env_proxies, &mut errors) {
             accounts.push(account);
         }
     }
@@ -79,25 +89,42 @@ pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
     })
 }
 
+/// Whether the account takes its proxy from the environment (it names none of its own).
+fn uses_env_proxy(raw: &AccountSection) -> bool {
+    raw.proxy_url.is_none() && raw.proxy_url_env.is_none() && raw.proxy_url_file.is_none()
+}
+
 fn validate_account(
     at: &str,
     raw: &AccountSection,
     env: &Env,
+    env_proxies: &EnvProxies,
     errors: &mut Vec<String>,
 ) -> Option<Account> {
     let before = errors.len();
     let region = raw.region.trim().to_string();
+    let cloud = raw.cloud.as_deref().map(str::trim);
+    if let Some(c) = cloud {
+        check_cloud(&format!("{at}.cloud"), c, errors);
+    }
     if region.is_empty() {
         errors.push(format!("{at}.region: must not be empty"));
-    } else if raw.endpoint.is_none() && !KNOWN_REGIONS.contains(&region.as_str()) {
+    } else if raw.endpoint.is_none() && cloud.is_none() && !KNOWN_REGIONS.contains(&region.as_str())
+    {
         errors.push(format!(
-            "{at}.region: unknown region {region:?} (set {at}.endpoint to use a region the exporter does not know)"
+            "{at}.region: unknown region {region:?} (set {at}.endpoint, or {at}.cloud for a Huawei Cloud Stack, to use a region the exporter does not know)"
         ));
     }
-    let endpoint = match &raw.endpoint {
-        Some(e) => parse_endpoint(&format!("{at}.endpoint"), e, errors),
-        None => Url::parse(&default_endpoint(&region)).ok(),
+    let endpoint = match (&raw.endpoint, cloud) {
+        (Some(e), _) => parse_endpoint(&format!("{at}.endpoint"), e, errors),
+        (None, Some(cloud)) => parse_endpoint(
+            &format!("{at}.cloud"),
+            &stack_endpoint(&region, cloud),
+            errors,
+        ),
+        (None, None) => Url::parse(&default_endpoint(&region)).ok(),
     };
+    let network = validate_network(at, raw, env, env_proxies, errors);
     let rate_limit_per_minute = raw
         .rate_limit_per_minute
         .unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE);
@@ -106,7 +133,14 @@ fn validate_account(
             "{at}.rate_limit_per_minute: must be greater than zero"
         ));
     }
-    let credentials = auth::validate_auth(&format!("{at}.auth"), &raw.auth, &region, env, errors);
+    let credentials = auth::validate_auth(
+        &format!("{at}.auth"),
+        &raw.auth,
+        &region,
+        cloud,
+        env,
+        errors,
+    );
 
     if raw.projects.is_empty() {
         errors.push(format!("{at}.projects: at least one project is required"));
@@ -182,8 +216,25 @@ fn validate_account(
         endpoint: endpoint?,
         rate_limit_per_minute,
         credentials: credentials?,
+        network: network?,
         targets,
     })
+}
+
+/// A stack's domain: a DNS name (`stack.example.com`), which the endpoints are built on.
+fn check_cloud(key: &str, cloud: &str, errors: &mut Vec<String>) {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if cloud.is_empty() || cloud.len() > 253 || !cloud.split('.').all(label_ok) {
+        errors.push(format!(
+            "{key}: {cloud:?} is not a domain name (expected the stack's domain, e.g. stack.example.com)"
+        ));
+    }
 }
 
 pub(super) fn check_id(key: &str, value: &str, errors: &mut Vec<String>) {

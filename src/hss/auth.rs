@@ -11,6 +11,7 @@ use url::Url;
 
 use super::client::read_capped;
 use super::error::{request_id, transport_error, ErrorBody};
+use super::metadata::MetadataKeys;
 use super::ApiError;
 use crate::model::Credentials;
 use crate::secret::Secret;
@@ -49,12 +50,24 @@ pub struct Authenticator {
 enum Kind {
     Static(RequestAuth),
     Iam(IamTokens),
+    Metadata(MetadataKeys),
 }
 
 impl Authenticator {
-    /// The authenticator of `credentials`; IAM tokens are fetched over `http` within
-    /// `timeout`.
+    /// The authenticator of `credentials`; IAM tokens and metadata keys are fetched over
+    /// `http` within `timeout`.
     pub fn new(credentials: &Credentials, http: reqwest::Client, timeout: Duration) -> Self {
+        Authenticator::with_metadata_client(credentials, http.clone(), http, timeout)
+    }
+
+    /// Like [`Authenticator::new`], with the metadata service reached over `metadata_http`
+    /// (a client without the account's proxy: the service is link-local).
+    pub fn with_metadata_client(
+        credentials: &Credentials,
+        http: reqwest::Client,
+        metadata_http: reqwest::Client,
+        timeout: Duration,
+    ) -> Self {
         let kind = match credentials.clone() {
             Credentials::AkSk {
                 access_key,
@@ -81,13 +94,16 @@ impl Authenticator {
                 scopes: Mutex::new(HashMap::new()),
                 skew_warned: AtomicBool::new(false),
             }),
+            Credentials::Metadata { endpoint } => {
+                Kind::Metadata(MetadataKeys::new(metadata_http, endpoint, timeout))
+            }
         };
         Authenticator { kind }
     }
 
-    /// True when a 401 may be cured by fetching a new token.
+    /// True when a 401 may be cured by fetching a new token or new temporary keys.
     pub fn can_refresh(&self) -> bool {
-        matches!(self.kind, Kind::Iam(_))
+        matches!(self.kind, Kind::Iam(_) | Kind::Metadata(_))
     }
 
     /// What a request for `project_id` carries (an IAM token is fetched when needed).
@@ -95,13 +111,18 @@ impl Authenticator {
         match &self.kind {
             Kind::Static(auth) => Ok(auth.clone()),
             Kind::Iam(iam) => iam.token(project_id).await.map(RequestAuth::Token),
+            Kind::Metadata(keys) => keys.current().await,
         }
     }
 
     /// Forgets `used` after the API refused it, so that the next request fetches a new one.
     pub async fn refused(&self, project_id: &str, used: &RequestAuth) {
-        if let (Kind::Iam(iam), RequestAuth::Token(token)) = (&self.kind, used) {
-            iam.invalidate(project_id, token).await;
+        match (&self.kind, used) {
+            (Kind::Iam(iam), RequestAuth::Token(token)) => {
+                iam.invalidate(project_id, token).await;
+            }
+            (Kind::Metadata(keys), _) => keys.refused(used).await,
+            _ => {}
         }
     }
 }
@@ -157,9 +178,11 @@ impl IamTokens {
     }
 
     async fn fetch(&self, project_id: &str) -> Result<Cached, ApiError> {
+        // `https://iam.example/v3`, as the stack's own tools write it, is the same base.
+        let base = self.endpoint.as_str().trim_end_matches('/');
         let url = format!(
             "{}/v3/auth/tokens",
-            self.endpoint.as_str().trim_end_matches('/')
+            base.strip_suffix("/v3").unwrap_or(base)
         );
         let body = serde_json::json!({
             "auth": {

@@ -11,8 +11,9 @@ use url::Url;
 use super::auth::{Authenticator, RequestAuth};
 use super::error::{request_id, transport_error, ErrorBody};
 use super::request::build_request;
+use super::transport::HttpClients;
 use super::ApiError;
-use crate::model::{Credentials, Statistics, Target};
+use crate::model::{Credentials, Network, Statistics, Target};
 
 /// Answers larger than this are refused; a real answer is some 40 bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -34,11 +35,10 @@ pub struct Exchange {
 
 /// The HTTP client every account shares: its connection pool is per host anyway, and
 /// building one loads the TLS roots, which 10,000 targets' worth of accounts need only once.
+/// It goes direct, whatever the proxy variables of the process say, and trusts the system's
+/// roots; accounts with their own network settings get theirs from [`HttpClients`].
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+    super::transport::build(&Network::default())
 }
 
 /// The API client of one account; clones share the connection pool and the token cache.
@@ -48,6 +48,9 @@ pub struct HssClient {
     endpoint: Url,
     timeout: Duration,
     auth: Arc<Authenticator>,
+    /// Why no client could be built for the account's network settings, if so: every call
+    /// fails with it instead of going out some other way.
+    broken: Option<String>,
 }
 
 impl HssClient {
@@ -64,7 +67,53 @@ impl HssClient {
             http: http.clone(),
             endpoint: endpoint.clone(),
             timeout,
+            broken: None,
         }
+    }
+
+    /// The client of one account with its own network settings: its calls to HSS and IAM go
+    /// through the client of `network` from `clients`, and calls to a metadata service
+    /// through a direct one (the service is link-local; a proxy would reach another
+    /// server's).
+    pub fn for_account(
+        endpoint: &Url,
+        credentials: &Credentials,
+        network: &Network,
+        timeout: Duration,
+        clients: &HttpClients,
+    ) -> Self {
+        match (clients.client(network), clients.metadata_client()) {
+            (Ok(http), Ok(metadata_http)) => HssClient {
+                auth: Arc::new(Authenticator::with_metadata_client(
+                    credentials,
+                    http.clone(),
+                    metadata_http,
+                    timeout,
+                )),
+                http,
+                endpoint: endpoint.clone(),
+                timeout,
+                broken: None,
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                let why = format!("cannot build the HTTP client for this account: {e}");
+                tracing::error!(%endpoint, "{why}");
+                let unused = reqwest::Client::new();
+                HssClient {
+                    auth: Arc::new(Authenticator::new(credentials, unused.clone(), timeout)),
+                    http: unused,
+                    endpoint: endpoint.clone(),
+                    timeout,
+                    broken: Some(why),
+                }
+            }
+        }
+    }
+
+    /// Why this client cannot make any call, if so; checked before a poll asks for
+    /// credentials.
+    pub fn broken(&self) -> Option<ApiError> {
+        self.broken.clone().map(ApiError::Connect)
     }
 
     /// Hands out what each request carries.
@@ -82,6 +131,7 @@ impl HssClient {
             Ok(Err(e)) => {
                 let code = match &e {
                     ApiError::Timeout(_) => "timeout".to_string(),
+                    ApiError::Tls { .. } => "tls".to_string(),
                     _ => "connect".to_string(),
                 };
                 (code, Err(e))

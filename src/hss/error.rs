@@ -54,6 +54,19 @@ pub enum ApiError {
     /// A 200 whose body is not the expected JSON (or is too large).
     #[error("bad answer: {0}")]
     Decode(String),
+    /// The TLS handshake failed: which host, and why (unknown issuer, expired, wrong name).
+    #[error("TLS handshake with {host} failed: {problem}")]
+    Tls {
+        /// `host:port` of the server.
+        host: String,
+        /// What was wrong, in words.
+        problem: String,
+    },
+    /// Temporary credentials could not be obtained (the metadata service failed or has no
+    /// agency for this server). No key was tried, so this never counts towards a
+    /// suspension.
+    #[error("no credentials: {0}")]
+    Credentials(String),
 }
 
 impl ApiError {
@@ -62,11 +75,12 @@ impl ApiError {
         match self {
             ApiError::Timeout(_) => Reason::Timeout,
             ApiError::Connect(_) => Reason::Connect,
-            ApiError::Auth { .. } => Reason::Auth,
+            ApiError::Auth { .. } | ApiError::Credentials(_) => Reason::Auth,
             ApiError::Throttled { .. } => Reason::Throttled,
             ApiError::Http { status, .. } if *status >= 500 => Reason::Http5xx,
             ApiError::Http { .. } => Reason::Http4xx,
             ApiError::Decode(_) => Reason::Decode,
+            ApiError::Tls { .. } => Reason::Tls,
         }
     }
 
@@ -80,6 +94,14 @@ impl ApiError {
 }
 
 pub(crate) fn transport_error(e: reqwest::Error) -> ApiError {
+    if let Some(problem) = super::transport::tls_problem(&e) {
+        let host = e.url().map_or_else(String::new, |u| {
+            let host = u.host_str().unwrap_or_default();
+            u.port_or_known_default()
+                .map_or_else(|| host.to_string(), |p| format!("{host}:{p}"))
+        });
+        return ApiError::Tls { host, problem };
+    }
     // The source chain says what actually broke (refused, reset, DNS); keep it short.
     let e = e.without_url();
     let mut msg = e.to_string();

@@ -4,8 +4,11 @@
 pub mod auth;
 pub mod client;
 mod error;
+mod metadata;
 pub mod request;
 pub mod signer;
+pub mod transport;
 
 pub use client::{http_client, HssClient};
 pub use error::ApiError;
+pub use transport::HttpClients;

@@ -64,6 +64,20 @@ pub struct Store {
     generation: AtomicU64,
     /// What scrapes share.
     cache: Cache,
+    /// The accounts that do not verify the API's certificates, for the status page.
+    insecure_tls: Mutex<Vec<InsecureAccount>>,
+}
+
+/// An account with `tls.insecure_skip_verify`: its answers could come from anyone on the
+/// path, which the status page says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsecureAccount {
+    /// The `account` label.
+    pub account: String,
+    /// The `region` label.
+    pub region: String,
+    /// The host whose certificate is not checked (`host:port`).
+    pub endpoint: String,
 }
 
 impl Store {
@@ -75,7 +89,24 @@ impl Store {
             targets: Mutex::new(Targets::default()),
             generation: AtomicU64::new(0),
             cache: Cache::new(),
+            insecure_tls: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sets the accounts that run with certificate verification off (at start and reload).
+    pub fn set_insecure_tls(&self, accounts: Vec<InsecureAccount>) {
+        *self
+            .insecure_tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = accounts;
+    }
+
+    /// The accounts that run with certificate verification off, in the order of the file.
+    pub fn insecure_tls(&self) -> Vec<InsecureAccount> {
+        self.insecure_tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn targets(&self) -> MutexGuard<'_, Targets> {

@@ -3,13 +3,18 @@
 //! depends on none of them.
 
 mod listen;
+mod network;
 mod regions;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use listen::ListenAddress;
-pub use regions::{default_endpoint, default_iam_endpoint, KNOWN_REGIONS};
+pub use network::{Network, Proxy, ProxySettings, TlsSettings};
+pub use regions::{
+    default_endpoint, default_iam_endpoint, stack_endpoint, stack_iam_endpoint,
+    DEFAULT_METADATA_ENDPOINT, KNOWN_REGIONS,
+};
 
 use crate::secret::Secret;
 
@@ -97,6 +102,13 @@ pub enum Credentials {
         /// Where tokens are issued: `{iam_endpoint}/v3/auth/tokens`.
         iam_endpoint: url::Url,
     },
+    /// Temporary AK/SK and security token of the agency of the ECS (or CCE node) the
+    /// exporter runs on, fetched from its metadata service and renewed before they expire:
+    /// no long-lived key on disk.
+    Metadata {
+        /// The metadata service, `http://169.254.169.254` unless configured.
+        endpoint: url::Url,
+    },
 }
 
 impl Credentials {
@@ -106,6 +118,7 @@ impl Credentials {
             Credentials::AkSk { .. } => "ak_sk",
             Credentials::Token(_) => "token",
             Credentials::IamPassword { .. } => "iam_password",
+            Credentials::Metadata { .. } => "metadata",
         }
     }
 }
@@ -164,7 +177,7 @@ pub struct Statistics {
 pub enum Reason {
     /// No whole answer within `poll.timeout`.
     Timeout,
-    /// No answer at all: refused, reset, DNS, TLS.
+    /// No answer at all: refused, reset, DNS.
     Connect,
     /// Credentials refused (401, `APIGW.0301`, or IAM refusing the password).
     Auth,
@@ -176,11 +189,14 @@ pub enum Reason {
     Http5xx,
     /// A 200 whose body is not the expected JSON.
     Decode,
+    /// The TLS handshake failed: a certificate that is not trusted, expired or made out to
+    /// another name, or a server that does not speak TLS.
+    Tls,
 }
 
 impl Reason {
     /// Every reason, so that each counter exists from the start.
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Timeout,
         Reason::Connect,
         Reason::Auth,
@@ -188,6 +204,7 @@ impl Reason {
         Reason::Http4xx,
         Reason::Http5xx,
         Reason::Decode,
+        Reason::Tls,
     ];
 
     /// The label value.
@@ -200,6 +217,7 @@ impl Reason {
             Reason::Http4xx => "http_4xx",
             Reason::Http5xx => "http_5xx",
             Reason::Decode => "decode",
+            Reason::Tls => "tls",
         }
     }
 }

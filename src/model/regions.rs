@@ -53,3 +53,18 @@ pub fn default_endpoint(region: &str) -> String {
 pub fn default_iam_endpoint(region: &str) -> String {
     format!("https://iam.{region}.{}", domain_for(region))
 }
+
+/// The HSS endpoint of a Huawei Cloud Stack (on-premise) region, whose domain is `cloud`:
+/// `https://hss-api.{region}.{cloud}`, as the stack's own Terraform provider derives it.
+pub fn stack_endpoint(region: &str, cloud: &str) -> String {
+    format!("https://hss-api.{region}.{cloud}")
+}
+
+/// The IAM endpoint of a Huawei Cloud Stack whose domain is `cloud`:
+/// `https://iam-apigateway-proxy.{cloud}/v3`.
+pub fn stack_iam_endpoint(cloud: &str) -> String {
+    format!("https://iam-apigateway-proxy.{cloud}/v3")
+}
+
+/// Where an ECS reaches its metadata service, and with it its agency's temporary keys.
+pub const DEFAULT_METADATA_ENDPOINT: &str = "http://169.254.169.254";

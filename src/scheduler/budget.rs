@@ -30,6 +30,10 @@ pub enum Identity {
     },
     /// A static token, by its SHA-256: tokens are secrets, so only their hash is kept.
     Token([u8; 32]),
+    /// The agency behind a metadata service, by the service's URL. Its temporary keys rotate
+    /// and its answer carries no other stable ID, but one server has one agency: every key it
+    /// hands out spends one budget.
+    Agency(String),
 }
 
 impl Identity {
@@ -46,6 +50,9 @@ impl Identity {
             Credentials::Token(token) => {
                 Identity::Token(Sha256::digest(token.expose().as_bytes()).into())
             }
+            Credentials::Metadata { endpoint } => {
+                Identity::Agency(endpoint.as_str().trim_end_matches('/').to_string())
+            }
         }
     }
 
@@ -56,6 +63,9 @@ impl Identity {
             Identity::AccessKey(ak) => ("access key", ak.as_bytes().to_vec()),
             Identity::IamUser { domain, user } => {
                 return format!("IAM user {domain}/{user}");
+            }
+            Identity::Agency(endpoint) => {
+                return format!("agency of metadata service {endpoint}");
             }
             Identity::Token(hash) => ("token", hash.to_vec()),
         };

@@ -26,8 +26,8 @@ pub use limiter::{RateLimiter, RATE_MARGIN, RATE_WINDOW};
 pub use plan::{capacity_warnings, describe, min_interval};
 
 use crate::config::{PollSettings, Settings};
-use crate::hss::http_client;
-use crate::metrics::Store;
+use crate::hss::HttpClients;
+use crate::metrics::{InsecureAccount, Store};
 use crate::model::Target;
 use budget::{Budget, BudgetKey, Group};
 use worker::Worker;
@@ -35,11 +35,12 @@ use worker::Worker;
 /// The optional cap across all budgets; `None` inside when there is none.
 type SharedLimiter = Arc<Mutex<Option<RateLimiter>>>;
 
-/// What every worker shares: the HTTP client, the store and the global cap.
+/// What every worker shares: the HTTP clients, the store and the global cap.
 #[derive(Clone)]
 struct Shared {
-    /// Its connection pool serves every account.
-    http: reqwest::Client,
+    /// One client per distinct network settings; each connection pool serves every account
+    /// that reaches the API the same way.
+    http: Arc<HttpClients>,
     /// Where results go.
     store: Arc<Store>,
     /// The cap across budgets (`poll.rate_limit_per_minute`).
@@ -47,9 +48,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(settings: &Settings, store: Arc<Store>) -> Result<Shared, reqwest::Error> {
-        Ok(Shared {
-            http: http_client()?,
+    fn new(settings: &Settings, store: Arc<Store>) -> Shared {
+        Shared {
+            http: Arc::new(HttpClients::new()),
             store,
             global: Arc::new(Mutex::new(
                 settings
@@ -57,7 +58,7 @@ impl Shared {
                     .global_rate_limit_per_minute
                     .map(RateLimiter::per_minute),
             )),
-        })
+        }
     }
 }
 
@@ -142,7 +143,7 @@ impl Scheduler {
     ) -> Result<Scheduler, reqwest::Error> {
         let groups = budget::groups(settings);
         let mut scheduler = Scheduler {
-            shared: Shared::new(settings, store.clone())?,
+            shared: Shared::new(settings, store.clone()),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             budgets: HashMap::new(),
@@ -150,6 +151,7 @@ impl Scheduler {
             first_polls: FirstPolls::new(groups.len()),
         };
         store.add_targets(settings.targets());
+        flag_insecure_tls(settings, &store);
         for group in groups {
             let plan = Plan {
                 group,
@@ -212,6 +214,7 @@ impl Scheduler {
             }
         }
         self.shared.store.set_stale_after(settings.poll.stale_after);
+        flag_insecure_tls(settings, &self.shared.store);
         {
             let mut global = self
                 .shared
@@ -278,9 +281,10 @@ impl Scheduler {
 
 /// Polls every target once, within the rate limits; returns how many polls failed.
 pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, reqwest::Error> {
-    let shared = Shared::new(settings, store.clone())?;
+    let shared = Shared::new(settings, store.clone());
     let cancel = CancellationToken::new();
     store.add_targets(settings.targets());
+    flag_insecure_tls(settings, &store);
     let mut handles = Vec::new();
     for group in budget::groups(settings) {
         let budget = Arc::new(Mutex::new(Budget::new(group.limit())));
@@ -299,6 +303,29 @@ pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, 
         .iter()
         .filter(|(_, s)| s.up != Some(true))
         .count())
+}
+
+/// Warns of every account that does not verify certificates, at start and at each reload,
+/// and tells the store, for the status page.
+fn flag_insecure_tls(settings: &Settings, store: &Store) {
+    let insecure: Vec<InsecureAccount> = settings
+        .accounts
+        .iter()
+        .filter(|a| a.network.tls.insecure_skip_verify)
+        .map(|a| InsecureAccount {
+            account: a.name.clone(),
+            region: a.region.clone(),
+            endpoint: budget::BudgetKey::of(a).gateway,
+        })
+        .collect();
+    for a in &insecure {
+        tracing::warn!(
+            account = %a.account,
+            endpoint = %a.endpoint,
+            "tls.insecure_skip_verify is on: the API's certificate is not checked, so anyone on the network path can read the credentials' requests and forge the answers"
+        );
+    }
+    store.set_insecure_tls(insecure);
 }
 
 async fn sweep(store: Arc<Store>, stale_after: Duration, cancel: CancellationToken) {

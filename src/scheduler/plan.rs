@@ -64,12 +64,13 @@ pub fn describe(settings: &Settings) -> String {
         let need = min_interval(a.targets.len(), a.rate_limit_per_minute);
         let _ = write!(
             out,
-            "account {} (region {}, {} auth, {} calls/min, endpoint {}): {} targets, minimum interval {}",
+            "account {} (region {}, {} auth, {} calls/min, endpoint {}{}): {} targets, minimum interval {}",
             a.name,
             a.region,
             a.credentials.kind(),
             a.rate_limit_per_minute,
             a.endpoint,
+            network_details(a),
             a.targets.len(),
             humantime::format_duration(round_up(need))
         );
@@ -104,6 +105,42 @@ pub fn describe(settings: &Settings) -> String {
     }
     for w in capacity_warnings(settings) {
         let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
+/// What `check-config` adds after an account's endpoint when it is not the plain default:
+/// the IAM or metadata endpoint, the proxy and the TLS trust. Never a password.
+fn network_details(a: &crate::config::Account) -> String {
+    use crate::model::Credentials;
+    let mut out = String::new();
+    match &a.credentials {
+        Credentials::IamPassword { iam_endpoint, .. } => {
+            let _ = write!(out, ", iam {iam_endpoint}");
+        }
+        Credentials::Metadata { endpoint } => {
+            let _ = write!(out, ", metadata {endpoint}");
+        }
+        Credentials::AkSk { .. } | Credentials::Token(_) => {}
+    }
+    let proxy = &a.network.proxy;
+    let https = a.endpoint.scheme() == "https";
+    if let Some(p) = if https { &proxy.https } else { &proxy.http } {
+        let _ = write!(out, ", proxy {p}");
+        if let Some(no_proxy) = &proxy.no_proxy {
+            let _ = write!(out, " except {no_proxy:?}");
+        }
+    }
+    let tls = &a.network.tls;
+    if tls.insecure_skip_verify {
+        out.push_str(", TLS VERIFICATION OFF (insecure_skip_verify)");
+    } else if let Some(path) = &tls.ca_file {
+        let _ = write!(
+            out,
+            ", trusts the system CAs and {} from {}",
+            tls.ca_certs.len(),
+            path.display()
+        );
     }
     out
 }

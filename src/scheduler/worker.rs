@@ -93,13 +93,15 @@ impl Worker {
                 let client = match old.get(&account.name) {
                     Some(m)
                         if m.account.endpoint == account.endpoint
-                            && m.account.credentials == account.credentials =>
+                            && m.account.credentials == account.credentials
+                            && m.account.network == account.network =>
                     {
                         m.client.clone()
                     }
-                    _ => HssClient::new(
+                    _ => HssClient::for_account(
                         &account.endpoint,
                         &account.credentials,
+                        &account.network,
                         timeout,
                         &self.shared.http,
                     ),
@@ -237,6 +239,10 @@ impl Worker {
             return Some(());
         };
         let (client, region) = (member.client.clone(), member.account.region.clone());
+        if let Some(e) = client.broken() {
+            self.fail(&target, &e);
+            return Some(());
+        }
         let mut retried = false;
         let mut refreshed = false;
         loop {

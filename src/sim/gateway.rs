@@ -59,9 +59,18 @@ pub(super) fn authenticate(
     ) else {
         return Err((String::new(), "malformed Authorization header".into()));
     };
-    let caller = ak.to_string();
-    let Some(sk) = s.access_keys.get(*ak) else {
-        return Err((caller, "unknown access key".into()));
+    let mut caller = ak.to_string();
+    let names: Vec<&str> = signed.split(';').collect();
+    let temporary = s.temporary_key(ak, &names, header("X-Security-Token"));
+    let sk = match (&temporary, s.access_keys.get(*ak)) {
+        // Every temporary key of the agency is the agency's user to the gateway.
+        (Some(Ok(sk)), _) => {
+            caller = super::AGENCY_CALLER.to_string();
+            sk
+        }
+        (Some(Err(why)), _) => return Err((super::AGENCY_CALLER.to_string(), why.clone())),
+        (None, Some(sk)) => sk,
+        (None, None) => return Err((caller, "unknown access key".into())),
     };
     let Some(date) = header("X-Sdk-Date") else {
         return Err((caller, "X-Sdk-Date is missing".into()));
@@ -80,7 +89,6 @@ pub(super) fn authenticate(
             "X-Sdk-Date is malformed or more than 15 minutes off".into(),
         ));
     }
-    let names: Vec<&str> = signed.split(';').collect();
     if !names.contains(&"host") || !names.contains(&"x-sdk-date") {
         return Err((caller, "host and x-sdk-date must be signed".into()));
     }

@@ -6,6 +6,7 @@
 mod body;
 mod faults;
 mod gateway;
+mod metadata;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use body::SimBody;
 pub use faults::{Fault, FaultRule};
+pub use metadata::AGENCY_CALLER;
 
 use crate::hss::signer;
 use crate::model::{RegistryType, Statistics};
@@ -39,6 +41,8 @@ pub enum Service {
     Hss,
     /// IAM's token route.
     Iam,
+    /// The metadata service (`query` holds the path).
+    Metadata,
 }
 
 /// One request as the simulator saw it.
@@ -86,6 +90,8 @@ struct State {
     /// Off for long runs (benchmarks, the demo), where the log would only grow.
     no_log: bool,
     counter: u64,
+    /// The metadata service and the temporary keys it handed out.
+    metadata: metadata::Metadata,
 }
 
 /// The simulated API's state; clone it freely, all clones share it.
@@ -199,20 +205,43 @@ impl Sim {
 
     /// Binds `addr` and serves until the returned server is dropped or shut down.
     pub async fn start(&self, addr: SocketAddr) -> std::io::Result<SimServer> {
+        self.serve(addr, None).await
+    }
+
+    /// Like [`Sim::start`], over HTTPS with `tls` (a private CA's certificate, say).
+    pub async fn start_tls(
+        &self,
+        addr: SocketAddr,
+        tls: tokio_rustls::TlsAcceptor,
+    ) -> std::io::Result<SimServer> {
+        self.serve(addr, Some(tls)).await
+    }
+
+    async fn serve(
+        &self,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<SimServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let sim = self.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(crate::server::serve(
             listener,
             cancel.clone(),
-            None,
+            tls,
             move |req| {
                 let sim = sim.clone();
                 async move { sim.handle(req).await }
             },
         ));
-        Ok(SimServer { addr, cancel, task })
+        Ok(SimServer {
+            addr,
+            scheme,
+            cancel,
+            task,
+        })
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<SimBody> {
@@ -227,6 +256,9 @@ impl Sim {
         let path = parts.uri.path().to_string();
         if path == "/v3/auth/tokens" && parts.method == Method::POST {
             return self.issue_token(&body);
+        }
+        if let Some(response) = self.metadata_route(&parts.method, &path, &parts.headers) {
+            return response;
         }
         let segments: Vec<&str> = path.split('/').collect();
         match segments.as_slice() {
@@ -482,14 +514,16 @@ impl State {
 pub struct SimServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// `http`, or `https` when started with [`Sim::start_tls`].
+    scheme: &'static str,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SimServer {
-    /// `http://addr`, for an account's `endpoint`.
+    /// `http://addr` (`https://` when serving TLS), for an account's `endpoint`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops serving and waits for the server task.

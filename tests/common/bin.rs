@@ -33,8 +33,16 @@ fn command(args: &[&str]) -> Command {
 /// Runs the binary with `args` to its end and returns what it printed; panics (and kills it)
 /// if it runs longer than a minute.
 pub async fn run(args: &[&str]) -> Output {
+    run_with_env(args, &[]).await
+}
+
+/// Like [`run`], with more environment variables (`HTTPS_PROXY`, `SSL_CERT_FILE`): the child's
+/// own, never the test process's.
+pub async fn run_with_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
     let what = format!("hss-exporter {} to exit", args.join(" "));
-    bounded(RUN_TIMEOUT, &what, command(args).output())
+    let mut command = command(args);
+    command.envs(vars.iter().copied());
+    bounded(RUN_TIMEOUT, &what, command.output())
         .await
         .expect("run hss-exporter")
 }

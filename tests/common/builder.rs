@@ -87,6 +87,8 @@ pub struct Account {
     endpoint: String,
     rate_limit: Option<u32>,
     auth: String,
+    /// Further keys of the account, as YAML lines (`tls: { ca_file: ... }`).
+    extra: Vec<String>,
     projects: Vec<String>,
 }
 
@@ -98,6 +100,7 @@ pub fn account(name: &str) -> Account {
         endpoint: "{API}".into(),
         rate_limit: None,
         auth: AK_SK.into(),
+        extra: Vec::new(),
         projects: Vec::new(),
     }
 }
@@ -127,6 +130,12 @@ impl Account {
         self
     }
 
+    /// One more key of the account, as a YAML line: `with("proxy_url: http://...")`.
+    pub fn with(mut self, line: &str) -> Self {
+        self.extra.push(line.into());
+        self
+    }
+
     /// A project with these registry types (none: all types summed).
     pub fn project(self, project_id: &str, types: &[&str]) -> Self {
         self.project_in(project_id, None, types)
@@ -153,6 +162,9 @@ impl Account {
             let _ = writeln!(out, "    rate_limit_per_minute: {n}");
         }
         let _ = writeln!(out, "    auth: {}", self.auth);
+        for line in &self.extra {
+            let _ = writeln!(out, "    {line}");
+        }
         out.push_str("    projects:\n");
         for p in &self.projects {
             out.push_str(p);

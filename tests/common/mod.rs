@@ -6,13 +6,19 @@
 mod bin;
 mod builder;
 mod file;
+mod proxy;
+mod tls;
 
 #[allow(unused_imports)]
-pub use bin::{free_port, metrics_url, run, Running};
+pub use bin::{free_port, metrics_url, run, run_with_env, Running};
 #[allow(unused_imports)]
 pub use builder::{account, Account, Config, AK_SK, ALL_TYPES, IAM, TOKEN};
 #[allow(unused_imports)]
 pub use file::{ConfigFile, NO_API};
+#[allow(unused_imports)]
+pub use proxy::{Passed, TestProxy};
+#[allow(unused_imports)]
+pub use tls::{Pki, Validity};
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
