@@ -186,6 +186,11 @@ async fn insecure_skip_verify_accepts_any_certificate_and_is_flagged() {
         flagged[0].endpoint,
         format!("127.0.0.1:{}", server.addr.port())
     );
+    let page = status(&exporter).await;
+    assert_eq!(
+        page["insecure_tls"][0]["account"], "prod",
+        "the status page says so"
+    );
     exporter.shutdown().await;
 }
 

@@ -126,10 +126,17 @@ pub(super) fn json(store: &Store, telemetry_path: &str) -> String {
             })
         })
         .collect();
+    let insecure: Vec<Value> = store
+        .insecure_tls()
+        .into_iter()
+        .map(|a| json!({"account": a.account, "region": a.region, "endpoint": a.endpoint}))
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "generated": time(now),
         "telemetry_path": telemetry_path,
+        // Accounts whose TLS certificates are not checked (`tls.insecure_skip_verify`).
+        "insecure_tls": insecure,
         "accounts": accounts,
     })
     .to_string()
