@@ -13,7 +13,7 @@ mod targets;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -39,9 +39,10 @@ pub const TARGET_LABELS: [&str; 5] = [
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountStatus {
     /// The budget it spends: the credential's kind and fingerprint, and the gateway.
-    pub budget: String,
+    /// Shared, as it is published after every call.
+    pub budget: Arc<str>,
     /// The other accounts that spend the same budget.
-    pub shares_with: Vec<String>,
+    pub shares_with: Arc<[String]>,
     /// Calls made in the last 60 seconds on that budget.
     pub calls_last_minute: usize,
     /// Calls the budget allows a minute.

@@ -70,12 +70,14 @@ struct Plan {
 }
 
 impl Plan {
-    /// Every target of the group, account by account in the order of the file.
-    fn targets(&self) -> Vec<Target> {
+    /// Where every target of the group is: (account, target) positions, account by account
+    /// in the order of the file.
+    fn positions(&self) -> Vec<(usize, usize)> {
         self.group
             .accounts
             .iter()
-            .flat_map(|a| a.targets.iter().cloned())
+            .enumerate()
+            .flat_map(|(a, account)| (0..account.targets.len()).map(move |t| (a, t)))
             .collect()
     }
 }

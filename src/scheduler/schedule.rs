@@ -14,8 +14,6 @@
 //!   waits longer than the new interval; when it grows, nothing is polled earlier than
 //!   planned. Added targets get a first round of their own.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -33,24 +31,24 @@ struct Times {
     first: bool,
 }
 
-/// The timetable of one budget's targets, keyed by `K`.
+/// The timetable of one budget's targets; entry `i` is the worker's target `i`.
 #[derive(Debug, Clone)]
-pub struct Schedule<K> {
+pub struct Schedule {
     interval: Duration,
     /// The budget's calls a minute: how fast a first round goes.
     per_minute: u32,
-    entries: Vec<(K, Times)>,
+    entries: Vec<Times>,
 }
 
-impl<K: Clone + Eq + Hash> Schedule<K> {
-    /// Every key in a first round from `now`.
-    pub fn new(keys: Vec<K>, interval: Duration, per_minute: u32, now: Instant) -> Self {
+impl Schedule {
+    /// `n` targets in a first round from `now`.
+    pub fn new(n: usize, interval: Duration, per_minute: u32, now: Instant) -> Self {
         let mut schedule = Schedule {
             interval,
             per_minute: per_minute.max(1),
-            entries: Vec::new(),
+            entries: Vec::with_capacity(n),
         };
-        schedule.add_first_round(keys, now);
+        schedule.add_first_round(n, now);
         schedule
     }
 
@@ -59,19 +57,14 @@ impl<K: Clone + Eq + Hash> Schedule<K> {
         self.entries.len()
     }
 
-    /// The key of entry `i`.
-    pub fn key(&self, i: usize) -> &K {
-        &self.entries[i].0
-    }
-
     /// When entry `i` is due.
     pub fn due(&self, i: usize) -> Instant {
-        self.entries[i].1.due
+        self.entries[i].due
     }
 
     /// Entry `i` has not been polled yet.
     pub fn is_first(&self, i: usize) -> bool {
-        self.entries[i].1.first
+        self.entries[i].first
     }
 
     /// The entry to poll next and when: the earliest due; among those already due at `now`,
@@ -79,17 +72,17 @@ impl<K: Clone + Eq + Hash> Schedule<K> {
     pub fn next(&self, now: Instant) -> Option<(usize, Instant)> {
         (0..self.entries.len())
             .min_by_key(|&i| {
-                let t = &self.entries[i].1;
+                let t = &self.entries[i];
                 (t.due.max(now), !t.first, t.due)
             })
-            .map(|i| (i, self.entries[i].1.due))
+            .map(|i| (i, self.entries[i].due))
     }
 
     /// Entry `i` was polled at `at`: its next poll is its grid point in
     /// `[at + interval/2, at + 3·interval/2)`.
     pub fn polled(&mut self, i: usize, at: Instant) {
         let interval = self.interval;
-        let t = &mut self.entries[i].1;
+        let t = &mut self.entries[i];
         let earliest = at + interval / 2;
         let mut next = t.anchor;
         if next < earliest {
@@ -111,64 +104,80 @@ impl<K: Clone + Eq + Hash> Schedule<K> {
         };
     }
 
-    /// Moves to a new target list and settings at `now`: kept keys keep their times (pulled
-    /// in when the interval shrank), new keys get a first round.
-    pub fn replan(&mut self, keys: Vec<K>, interval: Duration, per_minute: u32, now: Instant) {
+    /// Moves to a new target list and settings at `now`. `kept[j]` is the old entry that
+    /// new entry `j` continues, if any: kept entries keep their times (pulled in when the
+    /// interval shrank), new ones get a first round.
+    pub fn replan(
+        &mut self,
+        kept: &[Option<usize>],
+        interval: Duration,
+        per_minute: u32,
+        now: Instant,
+    ) {
         let shrank = interval < self.interval;
         self.interval = interval;
         self.per_minute = per_minute.max(1);
-        let mut old: HashMap<K, Times> = self.entries.drain(..).collect();
-        let mut added = Vec::new();
-        for key in keys {
-            match old.remove(&key) {
-                Some(times) => self.entries.push((key, times)),
-                None => added.push(key),
-            }
-        }
+        let old = std::mem::take(&mut self.entries);
+        let added: Vec<usize> = (0..kept.len()).filter(|&j| kept[j].is_none()).collect();
+        // Kept entries first, in place; added ones are filled in below.
+        let placeholder = Times {
+            due: now,
+            anchor: now,
+            first: true,
+        };
+        self.entries = kept
+            .iter()
+            .map(|k| k.and_then(|i| old.get(i).copied()).unwrap_or(placeholder))
+            .collect();
         if shrank {
-            self.pull_in(now);
+            self.pull_in(now, kept);
         }
-        self.add_first_round(added, now);
+        let firsts = self.first_round(added.len(), now);
+        for (j, times) in added.into_iter().zip(firsts) {
+            self.entries[j] = times;
+        }
     }
 
     /// After the interval shrank: the kept entries, in the order they are due, get at most
     /// their share of the new interval to wait, so that none waits longer than it and they
     /// stay spread.
-    fn pull_in(&mut self, now: Instant) {
-        let n = self.entries.len() as u32;
-        let mut order: Vec<usize> = (0..self.entries.len()).collect();
-        order.sort_by_key(|&i| self.entries[i].1.due);
-        for (rank, i) in order.into_iter().enumerate() {
+    fn pull_in(&mut self, now: Instant, kept: &[Option<usize>]) {
+        let mut order: Vec<usize> = (0..self.entries.len())
+            .filter(|&j| kept[j].is_some())
+            .collect();
+        let n = order.len() as u32;
+        order.sort_by_key(|&j| self.entries[j].due);
+        for (rank, j) in order.into_iter().enumerate() {
             let latest = now + self.interval * rank as u32 / n.max(1);
-            let t = &mut self.entries[i].1;
+            let t = &mut self.entries[j];
             t.due = t.due.min(latest);
             t.anchor = t.anchor.min(latest);
         }
     }
 
-    /// `keys` join in a first round from `now`: the first `per_minute` at once, then one a
-    /// budget step apart (the limiter's window over the limit, so that it never has to hold
-    /// one back); their anchors are spread over the interval.
-    fn add_first_round(&mut self, keys: Vec<K>, now: Instant) {
-        let n = keys.len() as u32;
+    /// `n` entries joining in a first round from `now`.
+    fn add_first_round(&mut self, n: usize, now: Instant) {
+        let firsts = self.first_round(n, now);
+        self.entries.extend(firsts);
+    }
+
+    /// The times of `n` targets in a first round from `now`: the first `per_minute` at once,
+    /// then one a budget step apart (the limiter's window over the limit, so that it never
+    /// has to hold one back); their anchors are spread over the interval.
+    fn first_round(&self, n: usize, now: Instant) -> Vec<Times> {
+        let count = n as u32;
         let step = (RATE_WINDOW + RATE_MARGIN) / self.per_minute;
-        for (k, key) in keys.into_iter().enumerate() {
-            let k = k as u32;
-            let due = if k < self.per_minute {
-                now
-            } else {
-                now + step * k
-            };
-            let anchor = now + self.interval * k / n;
-            self.entries.push((
-                key,
-                Times {
-                    due,
-                    anchor,
-                    first: true,
+        (0..count)
+            .map(|k| Times {
+                due: if k < self.per_minute {
+                    now
+                } else {
+                    now + step * k
                 },
-            ));
-        }
+                anchor: now + self.interval * k / count,
+                first: true,
+            })
+            .collect()
     }
 }
 
@@ -184,7 +193,7 @@ mod tests {
 
     /// Runs the schedule from `start` with every poll on time (`budget` polls a minute at
     /// most, as the limiter would allow); returns (key, second) of each poll until `until`.
-    fn run(s: &mut Schedule<u32>, start: Instant, until: Duration) -> Vec<(u32, u64)> {
+    fn run(s: &mut Schedule, start: Instant, until: Duration) -> Vec<(usize, u64)> {
         let mut polls = Vec::new();
         let mut now = start;
         while let Some((i, due)) = s.next(now) {
@@ -192,7 +201,7 @@ mod tests {
             if now - start >= until {
                 break;
             }
-            polls.push((*s.key(i), secs(start, now)));
+            polls.push((i, secs(start, now)));
             s.polled(i, now);
         }
         polls
@@ -201,7 +210,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_first_round_goes_at_the_budget_pace_then_settles_on_the_grid() {
         let start = Instant::now();
-        let mut s = Schedule::new((0..12).collect(), 5 * MIN, 5, start);
+        let mut s = Schedule::new(12, 5 * MIN, 5, start);
         let dues: Vec<u64> = (0..12).map(|i| secs(start, s.due(i))).collect();
         assert_eq!(dues, [0, 0, 0, 0, 0, 61, 73, 85, 97, 109, 122, 134]);
         let polls = run(&mut s, start, 15 * MIN);
@@ -231,14 +240,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_large_budget_polls_every_target_at_once() {
         let start = Instant::now();
-        let s = Schedule::new((0..12).collect::<Vec<u32>>(), 5 * MIN, 60, start);
+        let s = Schedule::new(12, 5 * MIN, 60, start);
         assert!((0..12).all(|i| s.due(i) == start && s.is_first(i)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn late_and_early_polls_return_to_the_grid() {
         let start = Instant::now();
-        let mut s = Schedule::new(vec![7u32], MIN, 60, start);
+        let mut s = Schedule::new(1, MIN, 60, start);
         s.polled(0, start + Duration::from_secs(20));
         assert_eq!(
             secs(start, s.due(0)),
@@ -253,19 +262,17 @@ mod tests {
         );
     }
 
-    /// The seconds from `start` at which each key is due, in key order.
-    fn dues(s: &Schedule<u32>, start: Instant) -> Vec<(u32, u64)> {
-        let mut out: Vec<(u32, u64)> = (0..s.len())
-            .map(|i| (*s.key(i), secs(start, s.due(i))))
-            .collect();
-        out.sort_unstable();
-        out
+    /// The seconds from `start` at which each entry is due, with its index.
+    fn dues(s: &Schedule, start: Instant) -> Vec<(usize, u64)> {
+        (0..s.len()).map(|i| (i, secs(start, s.due(i)))).collect()
     }
+
+    const ALL_KEPT: [Option<usize>; 4] = [Some(0), Some(1), Some(2), Some(3)];
 
     #[tokio::test(start_paused = true)]
     async fn a_shorter_interval_pulls_kept_targets_in_and_a_longer_one_polls_nothing_early() {
         let start = Instant::now();
-        let mut s = Schedule::new((0..4).collect::<Vec<u32>>(), 30 * MIN, 60, start);
+        let mut s = Schedule::new(4, 30 * MIN, 60, start);
         for i in 0..4 {
             s.polled(i, start);
         }
@@ -273,7 +280,7 @@ mod tests {
         // The interval drops to 1 minute: in the order they were due, each waits at most
         // its share of the new interval.
         let now = start + Duration::from_secs(10);
-        s.replan((0..4).collect(), MIN, 60, now);
+        s.replan(&ALL_KEPT, MIN, 60, now);
         assert_eq!(dues(&s, start), [(0, 40), (1, 55), (2, 10), (3, 25)]);
         for i in 0..4 {
             let due = s.due(i);
@@ -282,15 +289,10 @@ mod tests {
         let before = dues(&s, start);
         assert_eq!(before, [(0, 100), (1, 115), (2, 70), (3, 85)]);
         // Back to a long interval: the next polls stay where they were, none is earlier.
-        s.replan(
-            (0..4).collect(),
-            10 * MIN,
-            60,
-            start + Duration::from_secs(60),
-        );
+        s.replan(&ALL_KEPT, 10 * MIN, 60, start + Duration::from_secs(60));
         assert_eq!(dues(&s, start), before);
         let (i, due) = s.next(start + Duration::from_secs(60)).unwrap();
-        assert_eq!((*s.key(i), secs(start, due)), (2, 70));
+        assert_eq!((i, secs(start, due)), (2, 70));
         s.polled(i, due);
         assert_eq!(secs(start, s.due(i)), 670, "then a whole new interval");
     }
@@ -298,20 +300,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn added_targets_get_a_first_round_and_kept_ones_keep_their_place() {
         let start = Instant::now();
-        let mut s = Schedule::new(vec![1u32, 2], MIN, 2, start);
+        let mut s = Schedule::new(2, MIN, 2, start);
         s.polled(0, start);
         s.polled(1, start);
         let now = start + Duration::from_secs(5);
-        assert_eq!(dues(&s, start), [(1, 60), (2, 30)]);
-        s.replan(vec![2, 3, 1, 4, 5], MIN, 2, now);
+        assert_eq!(dues(&s, start), [(0, 60), (1, 30)]);
+        // The new list: the old second, an added one, the old first, two added ones.
+        s.replan(&[Some(1), None, Some(0), None, None], MIN, 2, now);
         assert_eq!(
             dues(&s, start),
-            [(1, 60), (2, 30), (3, 5), (4, 5), (5, 66)],
+            [(0, 30), (1, 5), (2, 60), (3, 5), (4, 66)],
             "kept ones keep their place; added ones go at the budget pace"
         );
         assert_eq!((0..5).filter(|&i| s.is_first(i)).count(), 3);
         // Due first-round targets go before a regular poll due earlier.
         let (i, _) = s.next(start + Duration::from_secs(70)).unwrap();
-        assert!(s.is_first(i), "{:?}", s.key(i));
+        assert!(s.is_first(i), "{i}");
     }
 }

@@ -33,8 +33,11 @@ struct Member {
 
 /// Polls the targets of one budget group, one request at a time.
 pub(super) struct Worker {
-    /// The budget in logs: kind and fingerprint of the credential, and the gateway.
-    label: String,
+    /// The budget in logs and on the status page: kind and fingerprint of the credential,
+    /// and the gateway.
+    label: Arc<str>,
+    /// For each account of the plan, the others that share the budget (for the page).
+    shares_with: Vec<Arc<[String]>>,
     /// The group's accounts by name.
     members: HashMap<String, Member>,
     /// The HTTP client (for a new [`HssClient`] when credentials change), the store and
@@ -42,8 +45,11 @@ pub(super) struct Worker {
     shared: Shared,
     /// The credential's window and pauses; the scheduler keeps it across reloads.
     budget: Arc<Mutex<Budget>>,
+    /// Target `i` of the schedule: (account, target) positions in the plan, so that no
+    /// target is copied.
+    targets: Vec<(usize, usize)>,
     /// When each target is due.
-    schedule: Schedule<Target>,
+    schedule: Schedule,
     /// The group and poll settings this worker runs on.
     plan: Plan,
     /// New plans on reload; `None` when polling every target once, then ending.
@@ -65,12 +71,15 @@ impl Worker {
     ) -> Self {
         let limit = plan.group.limit();
         lock(&budget).limiter.set_limit(limit);
-        let schedule = Schedule::new(plan.targets(), plan.poll.interval, limit, Instant::now());
+        let targets = plan.positions();
+        let schedule = Schedule::new(targets.len(), plan.poll.interval, limit, Instant::now());
         let mut worker = Worker {
-            label: plan.group.key.to_string(),
+            label: plan.group.key.to_string().into(),
+            shares_with: shares_with(&plan),
             members: HashMap::new(),
             shared,
             budget,
+            targets,
             schedule,
             plan,
             updates,
@@ -125,8 +134,20 @@ impl Worker {
             })
         });
         let limit = plan.group.limit();
+        let targets = plan.positions();
+        let kept: Vec<Option<usize>> = {
+            let old: HashMap<&Target, usize> = (0..self.targets.len())
+                .map(|i| (self.target(i), i))
+                .collect();
+            targets
+                .iter()
+                .map(|&(a, t)| old.get(&plan.group.accounts[a].targets[t]).copied())
+                .collect()
+        };
         self.schedule
-            .replan(plan.targets(), plan.poll.interval, limit, Instant::now());
+            .replan(&kept, plan.poll.interval, limit, Instant::now());
+        self.targets = targets;
+        self.shares_with = shares_with(&plan);
         self.plan = plan;
         let old = std::mem::take(&mut self.members);
         self.members = if timeout_changed {
@@ -172,9 +193,8 @@ impl Worker {
                 return self.told_first_polls();
             };
             if once && self.suspended() {
-                let target = self.schedule.key(i).clone();
                 self.shared.store.mark_down(
-                    &target,
+                    self.target(i),
                     "not polled: account suspended after repeated authentication failures",
                 );
                 self.schedule.polled(i, now);
@@ -206,6 +226,12 @@ impl Worker {
         }
     }
 
+    /// Target `i` of the schedule.
+    fn target(&self, i: usize) -> &Target {
+        let (a, t) = self.targets[i];
+        &self.plan.group.accounts[a].targets[t]
+    }
+
     /// Sleeps until `wake`, taking a reloaded plan if one comes first; `false` when
     /// cancelled.
     async fn wait(&mut self, wake: Instant) -> bool {
@@ -234,7 +260,7 @@ impl Worker {
 
     /// One poll of entry `i`, with its allowed retries; `None` when cancelled.
     async fn poll(&mut self, i: usize) -> Option<()> {
-        let target = self.schedule.key(i).clone();
+        let target = self.target(i).clone();
         let Some(member) = self.members.get(&target.account) else {
             return Some(());
         };
@@ -345,7 +371,7 @@ impl Worker {
             humantime::format_duration(pause),
         );
         for i in 0..self.schedule.len() {
-            let t = self.schedule.key(i);
+            let t = self.target(i);
             if t != target {
                 self.shared.store.mark_down(t, &why);
             }
@@ -399,18 +425,10 @@ impl Worker {
             )
         };
         let paused_until = hold.filter(|h| *h > now).map(wall_clock_at);
-        for a in &self.plan.group.accounts {
-            let shares_with = self
-                .plan
-                .group
-                .accounts
-                .iter()
-                .filter(|o| o.name != a.name)
-                .map(|o| o.name.clone())
-                .collect();
+        for (a, shares_with) in self.plan.group.accounts.iter().zip(&self.shares_with) {
             let status = AccountStatus {
                 budget: self.label.clone(),
-                shares_with,
+                shares_with: shares_with.clone(),
                 calls_last_minute,
                 limit,
                 suspended,
@@ -437,7 +455,7 @@ impl Worker {
             .map_or(due, |h| h.max(due));
         self.shared
             .store
-            .set_next_poll(self.schedule.key(i), wall_clock_at(at));
+            .set_next_poll(self.target(i), wall_clock_at(at));
     }
 
     /// When one more call would be allowed, by the budget, its pauses and the global cap.
@@ -483,6 +501,21 @@ impl Worker {
             self.unless_cancelled(sleep_until(at)).await?;
         }
     }
+}
+
+/// For each account of `plan`, the other accounts of its budget.
+fn shares_with(plan: &Plan) -> Vec<Arc<[String]>> {
+    let accounts = &plan.group.accounts;
+    accounts
+        .iter()
+        .map(|a| {
+            accounts
+                .iter()
+                .filter(|o| o.name != a.name)
+                .map(|o| o.name.clone())
+                .collect()
+        })
+        .collect()
 }
 
 /// Locks a mutex whose holder may have panicked: the data stays usable.

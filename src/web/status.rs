@@ -55,8 +55,8 @@ fn target(now: SystemTime, t: &Target, s: &TargetStatus) -> Value {
 
 fn budget(now: SystemTime, b: &AccountStatus) -> Value {
     json!({
-        "name": b.budget,
-        "shares_with": b.shares_with,
+        "name": &*b.budget,
+        "shares_with": &*b.shares_with,
         "calls_last_minute": b.calls_last_minute,
         "limit": b.limit,
         "suspended": b.suspended,
