@@ -34,7 +34,14 @@ pub struct WebState {
 
 /// Serves the exporter's endpoints until `cancel` fires.
 pub async fn serve(listener: TcpListener, state: Arc<WebState>, cancel: CancellationToken) {
-    let tls = state.security.as_ref().and_then(|s| s.tls.clone());
+    let tls = state
+        .security
+        .as_ref()
+        .and_then(|s| s.tls.clone())
+        .map(|acceptor| {
+            let config = acceptor.config().clone();
+            Arc::new(move || Some(config.clone())) as crate::server::TlsSource
+        });
     crate::server::serve(listener, cancel, tls, move |req| {
         let state = state.clone();
         async move { handle(req, &state).await }
