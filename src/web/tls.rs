@@ -79,7 +79,8 @@ pub(super) fn build(t: &TlsSettings, http2: bool) -> Result<Built, Failure> {
     .collect();
 
     let mut provider = provider::default_provider();
-    provider.cipher_suites = cipher_suites(&t.cipher_suites, &mut warnings)?;
+    let tls12_served = versions.contains(&&rustls::version::TLS12);
+    provider.cipher_suites = cipher_suites(&t.cipher_suites, tls12_served, &mut warnings)?;
     provider.kx_groups = kx_groups(&t.curves, &mut warnings);
     let provider = Arc::new(provider);
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -215,8 +216,10 @@ fn suite(name: &str) -> Option<SupportedCipherSuite> {
 
 /// The suites to serve: every TLS 1.3 suite (Go does not let `cipher_suites` restrict TLS
 /// 1.3), then the listed TLS 1.2 suites in order, or rustls's defaults when none is listed.
+/// A list that names only suites rustls lacks is refused when TLS 1.2 is served.
 fn cipher_suites(
     names: &[String],
+    tls12_served: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<SupportedCipherSuite>, Failure> {
     let defaults = provider::DEFAULT_CIPHER_SUITES;
@@ -250,7 +253,7 @@ fn cipher_suites(
         }
     }
     if !skipped.is_empty() {
-        if tls12 == 0 {
+        if tls12 == 0 && tls12_served {
             return Err(Failure::invalid(
                 format!("{AT}.cipher_suites"),
                 Problem::NoImplementedSuite(skipped.join(", ")),
@@ -620,14 +623,14 @@ mod tests {
         let mut warnings = Vec::new();
         let only_cbc = ["TLS_RSA_WITH_AES_128_CBC_SHA".to_string()];
         assert!(matches!(
-            cipher_suites(&only_cbc, &mut warnings),
+            cipher_suites(&only_cbc, true, &mut warnings),
             Err(Failure::Invalid(_, Problem::NoImplementedSuite(_)))
         ));
         let mixed = [
             "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA".to_string(),
             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_string(),
         ];
-        let suites = cipher_suites(&mixed, &mut warnings).unwrap();
+        let suites = cipher_suites(&mixed, true, &mut warnings).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(
             warnings[0].contains("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"),
@@ -647,6 +650,8 @@ mod tests {
                 .count(),
             3
         );
+        // Only TLS 1.3 served: the TLS 1.2 list does not matter, as in Go.
+        assert!(cipher_suites(&only_cbc, false, &mut warnings).is_ok());
     }
 
     #[test]
