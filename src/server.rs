@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use http::{Request, Response};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -240,6 +239,33 @@ impl Drop for InFlight {
     }
 }
 
+/// A response body that keeps its request counted in flight until it is dropped; size and
+/// end are the inner body's, so `Content-Length` is kept.
+struct Tracked<B> {
+    body: std::pin::Pin<Box<B>>,
+    _in_flight: InFlight,
+}
+
+impl<B: hyper::body::Body> hyper::body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        self.get_mut().body.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Serves `handler` on `listener` with the default [`Limits`] until `cancel` fires, then
 /// waits a bounded time for in-flight requests.
 pub async fn serve<H, F, B>(
@@ -332,11 +358,9 @@ pub async fn serve_with<H, F, B>(
                 async move {
                     let response = response.await;
                     // The request stays in flight until its body is sent or dropped.
-                    Ok::<_, Infallible>(response.map(move |body| {
-                        body.map_frame(move |frame| {
-                            let _ = &in_flight;
-                            frame
-                        })
+                    Ok::<_, Infallible>(response.map(move |body| Tracked {
+                        body: Box::pin(body),
+                        _in_flight: in_flight,
                     }))
                 }
             })

@@ -871,6 +871,10 @@ async fn headers_go_on_every_answer() {
             !a.head.contains("x-xss-protection"),
             "an empty value leaves it unset"
         );
+        if auth.is_some() {
+            // Bodies keep their length (no chunked encoding).
+            assert!(a.head.contains("content-length: 3"), "{}", a.head);
+        }
     }
 }
 
@@ -985,6 +989,17 @@ async fn changed_files_apply_to_new_connections_and_broken_ones_are_skipped() {
     .await
     .unwrap();
     assert!(!e.starts_with(b"HTTP/1.1"), "still TLS");
+
+    // A file naming certificate files that are not there yet is skipped until they appear.
+    std::fs::write(
+        &path,
+        "tls_server_config:\n  cert_file: later.crt\n  key_file: later.key\n",
+    )
+    .unwrap();
+    assert_eq!(status(addr, &new_ca).await, Ok(401), "last good config");
+    std::fs::write(dir.path().join("later.key"), &p.server.key).unwrap();
+    std::fs::write(dir.path().join("later.crt"), &p.server.cert).unwrap();
+    assert_eq!(status(addr, &old_ca).await, Ok(200), "the files appeared");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use tokio_rustls::rustls;
 
 use super::basic_auth::BasicAuth;
-use super::config::{Failure, Problem, WebConfig, WebConfigError};
+use super::config::{Failure, Pem, Problem, WebConfig, WebConfigError};
 use super::rate_limit::RateLimiter;
 use super::tls;
 use crate::server::TlsSource;
@@ -80,12 +80,11 @@ impl Security {
     pub fn load(path: &Path) -> Result<Security, WebConfigError> {
         let before = stamp(path);
         let config = WebConfig::read(path)?;
-        let (active, files) = build(&config, None).map_err(|e| e.in_file(path))?;
-        let mut watched = vec![(path.to_path_buf(), before)];
-        watched.extend(files.into_iter().map(|f| {
-            let s = stamp(&f);
-            (f, s)
-        }));
+        let files = stamped(named_files(&config));
+        let active = build(&config, None).map_err(|e| e.in_file(path))?;
+        let watched = std::iter::once((path.to_path_buf(), before))
+            .chain(files)
+            .collect();
         Ok(Security {
             path: path.to_path_buf(),
             tls_mode: active.tls.is_some(),
@@ -133,48 +132,74 @@ impl Security {
         }
         let before = stamp(&self.path);
         let current = self.current();
-        let result = WebConfig::read(&self.path).and_then(|config| {
-            if config.tls.is_some() != self.tls_mode {
-                return Err(
-                    Failure::invalid("tls_server_config", Problem::ModeChange).in_file(&self.path)
-                );
-            }
-            build(&config, Some(&current)).map_err(|e| e.in_file(&self.path))
-        });
         let old_files: Vec<PathBuf> = watched.iter().skip(1).map(|(p, _)| p.clone()).collect();
-        let files = match result {
-            Ok((active, files)) => {
-                *self.active.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(active);
-                tracing::info!(file = %self.path.display(), "web config reloaded; new connections use it");
-                files
-            }
-            Err(e) => {
-                tracing::error!("web config not reloaded, the last good one stays: {e}");
-                old_files
+        // The files are stamped before they are read, so a change while reading is seen
+        // next time; a failed load watches the files the new text names, so that a
+        // certificate that appears later is picked up.
+        let (files, result) = match WebConfig::read(&self.path) {
+            Err(e) => (stamped(old_files), Err(e)),
+            Ok(config) => {
+                let files = stamped(named_files(&config));
+                let result = if config.tls.is_some() == self.tls_mode {
+                    build(&config, Some(&current)).map_err(|e| e.in_file(&self.path))
+                } else {
+                    Err(Failure::invalid("tls_server_config", Problem::ModeChange)
+                        .in_file(&self.path))
+                };
+                (files, result)
             }
         };
+        match result {
+            Ok(active) => {
+                *self.active.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(active);
+                tracing::info!(file = %self.path.display(), "web config reloaded; new connections use it");
+            }
+            Err(e) => tracing::error!("web config not reloaded, the last good one stays: {e}"),
+        }
         *watched = std::iter::once((self.path.clone(), before))
-            .chain(files.into_iter().map(|f| {
-                let s = stamp(&f);
-                (f, s)
-            }))
+            .chain(files)
             .collect();
         drop(watched);
         self.current()
     }
 }
 
+/// The certificate, key and CA files a config names.
+fn named_files(config: &WebConfig) -> Vec<PathBuf> {
+    let Some(t) = &config.tls else {
+        return Vec::new();
+    };
+    [Some(&t.cert), Some(&t.key), t.client_ca.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| match p {
+            Pem::File(f) => Some(f.clone()),
+            Pem::Inline(_) => None,
+        })
+        .collect()
+}
+
+fn stamped(files: Vec<PathBuf>) -> Vec<(PathBuf, Option<Stamp>)> {
+    files
+        .into_iter()
+        .map(|f| {
+            let s = stamp(&f);
+            (f, s)
+        })
+        .collect()
+}
+
 /// The settings of a checked file, reusing what `previous` had where nothing changed (the
-/// verified-password cache and the rate-limit bucket). Returns the files it read.
-fn build(config: &WebConfig, previous: Option<&Active>) -> Result<(Active, Vec<PathBuf>), Failure> {
-    let (tls, files) = match &config.tls {
-        None => (None, Vec::new()),
+/// verified-password cache and the rate-limit bucket).
+fn build(config: &WebConfig, previous: Option<&Active>) -> Result<Active, Failure> {
+    let tls = match &config.tls {
+        None => None,
         Some(t) => {
             let built = tls::build(t, config.http2)?;
             for warning in &built.warnings {
                 tracing::warn!("{warning}");
             }
-            (Some(built.config), built.files)
+            Some(built.config)
         }
     };
     let auth = if config.users.is_empty() {
@@ -207,14 +232,11 @@ fn build(config: &WebConfig, previous: Option<&Active>) -> Result<(Active, Vec<P
         })?;
         headers.push((n, v));
     }
-    Ok((
-        Active {
-            tls,
-            auth,
-            headers,
-            limiter,
-            http2: config.http2,
-        },
-        files,
-    ))
+    Ok(Active {
+        tls,
+        auth,
+        headers,
+        limiter,
+        http2: config.http2,
+    })
 }

@@ -31,16 +31,13 @@ pub(super) struct Built {
     pub(super) config: Arc<rustls::ServerConfig>,
     /// Settings that were skipped (names rustls does not implement); logged once a load.
     pub(super) warnings: Vec<String>,
-    /// The files read, to notice when they change on disk.
-    pub(super) files: Vec<PathBuf>,
 }
 
 /// Reads the certificate, key and client CA and builds the rustls server settings.
 pub(super) fn build(t: &TlsSettings, http2: bool) -> Result<Built, Failure> {
     let mut warnings = Vec::new();
-    let mut files = Vec::new();
-    let cert_text = read(&t.cert, "cert_file", "cert", &mut files)?;
-    let key_text = read(&t.key, "key_file", "key", &mut files)?;
+    let cert_text = read(&t.cert, "cert_file", "cert")?;
+    let key_text = read(&t.key, "key_file", "key")?;
     let certs = rustls_pemfile::certs(&mut &cert_text.bytes[..])
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad_pem(&t.cert, "cert", &cert_text.what, &e))?;
@@ -92,7 +89,7 @@ pub(super) fn build(t: &TlsSettings, http2: bool) -> Result<Built, Failure> {
         let ca = match &t.client_ca {
             None => None,
             Some(pem) => {
-                let text = read(pem, "client_ca_file", "client_ca", &mut files)?;
+                let text = read(pem, "client_ca_file", "client_ca")?;
                 let certs: Vec<CertificateDer<'static>> =
                     rustls_pemfile::certs(&mut &text.bytes[..])
                         .collect::<Result<_, _>>()
@@ -128,7 +125,6 @@ pub(super) fn build(t: &TlsSettings, http2: bool) -> Result<Built, Failure> {
     Ok(Built {
         config: Arc::new(config),
         warnings,
-        files,
     })
 }
 
@@ -138,19 +134,13 @@ struct Text {
     what: String,
 }
 
-fn read(
-    pem: &Pem,
-    file_key: &str,
-    inline_key: &str,
-    files: &mut Vec<PathBuf>,
-) -> Result<Text, Failure> {
+fn read(pem: &Pem, file_key: &str, inline_key: &str) -> Result<Text, Failure> {
     match pem {
         Pem::Inline(s) => Ok(Text {
             bytes: s.as_bytes().to_vec(),
             what: format!("inline {inline_key}"),
         }),
         Pem::File(p) => {
-            files.push(p.clone());
             let bytes = std::fs::read(p).map_err(|source| {
                 Failure::invalid(
                     format!("{AT}.{file_key}"),
