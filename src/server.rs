@@ -21,6 +21,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_rustls::rustls;
@@ -35,6 +36,9 @@ pub type TlsSource = Arc<dyn Fn() -> Option<Arc<rustls::ServerConfig>> + Send + 
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// HTTP/2 streams served at once on one connection.
 const MAX_STREAMS: u32 = 64;
+/// The answer to a plain HTTP request on a TLS listener, as Go's server words it.
+const PLAIN_ON_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 /// How long shutdown waits for in-flight scrapes to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// The connection cap never goes above this, whatever the file-descriptor limit.
@@ -373,6 +377,23 @@ pub async fn serve_with<H, F, B>(
                     .await
                     .map_err(|e| e.to_string());
             };
+            // Plain HTTP on the TLS port gets the answer Go's server gives, instead of a
+            // TLS alert that a browser or curl shows as gibberish.
+            let mut first = [0u8; 1];
+            if stream.peek(&mut first).await.is_ok_and(|n| n == 1) && first[0].is_ascii_uppercase()
+            {
+                // Read the request before answering and let the client close first: closing
+                // with unread bytes would reset the connection and lose the answer.
+                let mut stream = stream;
+                let mut sink = [0u8; 4096];
+                let _ = stream.read(&mut sink).await;
+                let _ = stream.write_all(PLAIN_ON_TLS).await;
+                let _ = stream.shutdown().await;
+                let drain =
+                    async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+                return Err("plain HTTP request on the TLS port".into());
+            }
             let tls = TlsAcceptor::from(config)
                 .accept(stream)
                 .await
