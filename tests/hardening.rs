@@ -190,3 +190,116 @@ async fn metrics_keep_answering_through_a_flood_of_junk_and_scrapes() {
     assert_eq!(ok, 40, "every legitimate scrape answered during the flood");
     exporter.shutdown().await;
 }
+
+/// Opens `per_host` connections from each of `hosts` loopback addresses and sends half a
+/// request on each.
+async fn half_sent(hosts: std::ops::Range<u8>, per_host: usize, to: SocketAddr) -> Vec<TcpStream> {
+    let mut conns = Vec::new();
+    for host in hosts {
+        for _ in 0..per_host {
+            let mut s = connect_from([127, 0, 1, host], to).await;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            conns.push(s);
+        }
+    }
+    conns
+}
+
+async fn timed_scrape(from: [u8; 4], to: SocketAddr) -> Duration {
+    let start = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(5), scrape_from(from, to))
+        .await
+        .expect("scrape answered");
+    assert_eq!(status, Ok(200));
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_half_sent_requests_from_many_addresses_do_not_block_a_scrape() {
+    let (_sim, server) = sim().await;
+    let exporter = exporter(&config(), &server).await;
+    // 600 half-sent requests from 12 addresses, 50 each: under the per-address cap.
+    let mut idle = half_sent(1..13, 50, exporter.addr).await;
+    let mut worst = Duration::ZERO;
+    for _ in 0..4 {
+        worst = worst.max(timed_scrape([127, 0, 2, 1], exporter.addr).await);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    println!("slowest scrape with 600 idle connections open: {worst:?}");
+    assert!(worst < Duration::from_secs(1), "{worst:?}");
+    // They are all closed once the header timeout (10 s from connecting) has passed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for s in &mut idle {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert_eq!(
+            tokio::time::timeout(left, closed(s)).await,
+            Ok(true),
+            "closed after the header timeout"
+        );
+    }
+    exporter.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_makes_room_by_closing_the_connections_waiting_longest() {
+    use hss_exporter::server::{serve_with, Limits};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let limits = Limits {
+        max_connections: 100,
+        max_per_ip: 64,
+        header_timeout: Duration::from_secs(10),
+    };
+    tokio::spawn(serve_with(
+        listener,
+        cancel.clone(),
+        None,
+        limits,
+        |req: http::Request<_>| async move {
+            if req.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"ok\n",
+            )))
+        },
+    ));
+    // 600 half-sent requests from 12 addresses against a cap of 100.
+    let mut first = half_sent(1..13, 50, addr).await;
+    // The oldest ones made room for the newer: all but the last 100 are closed.
+    for s in &mut first[..500] {
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(2), closed(s)).await,
+            Ok(true),
+            "an old idle connection was closed"
+        );
+    }
+    // The attackers keep reconnecting; a scraper from another address is served each time.
+    let mut worst = Duration::ZERO;
+    for round in 0..5u8 {
+        let _more = half_sent(1..13, 10, addr).await;
+        worst = worst.max(timed_scrape([127, 0, 2, round + 1], addr).await);
+    }
+    println!("slowest scrape against a full server: {worst:?}");
+    assert!(worst < Duration::from_secs(1), "{worst:?}");
+    // A connection with a request in flight is never the one closed, however many idle
+    // ones arrive after it.
+    let slow = tokio::spawn(async move {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 2, 9]))
+            .build()
+            .unwrap()
+            .get(format!("http://{addr}/slow"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _flood = half_sent(1..13, 20, addr).await;
+    assert_eq!(slow.await.unwrap().unwrap(), 200);
+    drop(first);
+    cancel.cancel();
+}

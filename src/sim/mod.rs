@@ -212,15 +212,16 @@ impl Sim {
     pub async fn start_tls(
         &self,
         addr: SocketAddr,
-        tls: tokio_rustls::TlsAcceptor,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
     ) -> std::io::Result<SimServer> {
-        self.serve(addr, Some(tls)).await
+        let source: crate::server::TlsSource = Arc::new(move || Some(tls.clone()));
+        self.serve(addr, Some(source)).await
     }
 
     async fn serve(
         &self,
         addr: SocketAddr,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<crate::server::TlsSource>,
     ) -> std::io::Result<SimServer> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;

@@ -1,9 +1,12 @@
 //! The exporter's endpoints: `/metrics`, the status page, health, readiness and reload. It
 //! only reads the metrics store; nothing here waits on the cloud.
 
+mod basic_auth;
 pub mod config;
+mod rate_limit;
 pub mod security;
 mod status;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,11 +42,12 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct WebState {
     /// The results of polling; only read here.
     pub store: Arc<Store>,
-    /// Set once the configuration is loaded and the first poll round has started.
+    /// Set once every budget's first poll has ended; cleared on shutdown.
     pub ready: AtomicBool,
     /// Where `POST /-/reload` sends its request; `None` without `--web.enable-lifecycle`.
     pub reload: Option<ReloadHandle>,
-    /// TLS, basic auth and extra headers (`--web.config.file`); `None`: plain and open.
+    /// TLS, basic auth, rate limit and extra headers (`--web.config.file`), kept current
+    /// with the file on disk; `None`: plain and open.
     pub security: Option<Arc<Security>>,
     /// Where `/metrics` is served (`--web.telemetry-path`).
     pub telemetry_path: String,
@@ -51,7 +55,7 @@ pub struct WebState {
 
 /// Serves the exporter's endpoints until `cancel` fires.
 pub async fn serve(listener: TcpListener, state: Arc<WebState>, cancel: CancellationToken) {
-    let tls = state.security.as_ref().and_then(|s| s.tls.clone());
+    let tls = state.security.as_ref().and_then(Security::tls_source);
     crate::server::serve(listener, cancel, tls, move |req| {
         let state = state.clone();
         async move { handle(req, &state).await }
@@ -60,16 +64,28 @@ pub async fn serve(listener: TcpListener, state: Arc<WebState>, cancel: Cancella
 }
 
 async fn handle(req: Request<Incoming>, state: &WebState) -> Response<Body> {
-    let mut response = route(req, state).await;
-    if let Some(security) = &state.security {
-        for (name, value) in &security.headers {
+    // The web config as it is now: a file changed on disk applies from this request on.
+    let active = state.security.as_ref().map(|s| s.active());
+    if let Some(limiter) = active.as_ref().and_then(|a| a.limiter.as_ref()) {
+        if !limiter.allow() {
+            return text(StatusCode::TOO_MANY_REQUESTS, "too many requests\n");
+        }
+    }
+    let auth = active.as_ref().and_then(|a| a.auth.clone());
+    let mut response = route(req, state, auth.as_deref()).await;
+    if let Some(active) = &active {
+        for (name, value) in &active.headers {
             response.headers_mut().insert(name.clone(), value.clone());
         }
     }
     response
 }
 
-async fn route(req: Request<Incoming>, state: &WebState) -> Response<Body> {
+async fn route(
+    req: Request<Incoming>,
+    state: &WebState,
+    auth: Option<&basic_auth::BasicAuth>,
+) -> Response<Body> {
     let path = req.uri().path();
     let path = if path == state.telemetry_path {
         METRICS
@@ -84,11 +100,8 @@ async fn route(req: Request<Incoming>, state: &WebState) -> Response<Body> {
         "/-/reload" => "POST, PUT",
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
-    if let Some(security) = &state.security {
-        if !security
-            .authorized(req.headers().get(header::AUTHORIZATION))
-            .await
-        {
+    if let Some(auth) = auth {
+        if !auth.check(req.headers().get(header::AUTHORIZATION)).await {
             let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -1,300 +1,242 @@
 //! What `--web.config.file` makes the server enforce: TLS (maybe with client certificates),
-//! basic auth against bcrypt hashes, and extra response headers.
+//! basic auth against bcrypt hashes, a rate limit and extra response headers.
+//!
+//! As in the exporter-toolkit, the file is read again when it changes: each new connection
+//! and each request looks at the file and the certificate, key and CA files it names (their
+//! size, time and inode, not their contents), and a change is loaded for what comes next.
+//! A file that is broken on disk leaves the last good settings in force and is logged once.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::SystemTime;
 
-use base64::prelude::{Engine as _, BASE64_STANDARD};
-use sha2::{Digest, Sha256};
 use tokio_rustls::rustls;
-use tokio_rustls::TlsAcceptor;
 
-use super::config::{resolve, TlsSection, WebConfigError, WebConfigFile};
-use crate::secret::Secret;
+use super::basic_auth::BasicAuth;
+use super::config::{Failure, Pem, Problem, WebConfig, WebConfigError};
+use super::rate_limit::RateLimiter;
+use super::tls;
+use crate::server::TlsSource;
 
-/// Verified (user, password) pairs kept, so a scrape storm costs one bcrypt per pair.
-const AUTH_CACHE_SIZE: usize = 1024;
-
-/// What the server enforces: TLS (maybe with client certificates) and basic auth.
+/// What the server enforces, kept current with the file on disk.
 pub struct Security {
-    /// Wraps every connection when `tls_server_config` is set.
-    pub tls: Option<TlsAcceptor>,
-    /// Checked on every request when `basic_auth_users` is set.
-    auth: Option<BasicAuth>,
-    /// Extra response headers (`http_server_config.headers`).
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    path: PathBuf,
+    /// Whether the listener speaks TLS; fixed at start (a change needs a restart).
+    tls_mode: bool,
+    active: RwLock<Arc<Active>>,
+    /// What the files looked like when they were last read.
+    watched: Mutex<Vec<(PathBuf, Option<Stamp>)>>,
+}
+
+/// The settings in force for new connections and requests.
+pub(super) struct Active {
+    pub(super) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(super) auth: Option<Arc<BasicAuth>>,
+    pub(super) headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub(super) limiter: Option<Arc<RateLimiter>>,
+    pub(super) http2: bool,
+}
+
+/// Enough of a file's metadata to notice that it was replaced or rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stamp {
+        len: m.len(),
+        modified: m.modified().ok(),
+        inode,
+    })
 }
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = self.current();
         f.debug_struct("Security")
-            .field("tls", &self.tls.is_some())
-            .field("basic_auth", &self.auth.is_some())
-            .field("headers", &self.headers.len())
-            .finish()
+            .field("tls", &a.tls.is_some())
+            .field("http2", &(a.tls.is_some() && a.http2))
+            .field(
+                "basic_auth_users",
+                &a.auth.as_ref().map_or(0, |u| u.users().len()),
+            )
+            .field("rate_limit", &a.limiter.as_ref().map(|l| l.settings))
+            .field("headers", &a.headers.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl Security {
-    /// Reads and checks a web config file; every problem names its key.
+    /// Reads and checks a web config file; every problem names its key. Nothing here
+    /// hashes a password, whatever the bcrypt cost of the users.
     pub fn load(path: &Path) -> Result<Security, WebConfigError> {
-        let err = |m: String| WebConfigError(format!("{}: {m}", path.display()));
-        let file = WebConfigFile::read(path)?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let tls = file
-            .tls_server_config
-            .as_ref()
-            .map(|t| tls_acceptor(t, base))
-            .transpose()
-            .map_err(err)?;
-        let auth = if file.basic_auth_users.is_empty() {
-            None
-        } else {
-            Some(BasicAuth::new(&file.basic_auth_users).map_err(err)?)
-        };
-        let mut headers = Vec::new();
-        if let Some(h) = &file.http_server_config {
-            for (name, value) in &h.headers {
-                let n = http::HeaderName::try_from(name.as_str()).map_err(|_| {
-                    err(format!(
-                        "http_server_config.headers: invalid header name {name:?}"
-                    ))
-                })?;
-                let v = http::HeaderValue::try_from(value.as_str()).map_err(|_| {
-                    err(format!("http_server_config.headers.{name}: invalid value"))
-                })?;
-                headers.push((n, v));
-            }
-        }
-        Ok(Security { tls, auth, headers })
+        let before = stamp(path);
+        let config = WebConfig::read(path)?;
+        let files = stamped(named_files(&config));
+        let active = build(&config, None).map_err(|e| e.in_file(path))?;
+        let watched = std::iter::once((path.to_path_buf(), before))
+            .chain(files)
+            .collect();
+        Ok(Security {
+            path: path.to_path_buf(),
+            tls_mode: active.tls.is_some(),
+            active: RwLock::new(Arc::new(active)),
+            watched: Mutex::new(watched),
+        })
     }
 
-    /// Checks an `Authorization` header; `true` when no basic auth is configured.
+    /// Whether the listener speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls_mode
+    }
+
+    /// Where the accept loop takes each new connection's TLS settings from; `None` for
+    /// plain HTTP.
+    pub fn tls_source(self: &Arc<Self>) -> Option<TlsSource> {
+        if !self.tls_mode {
+            return None;
+        }
+        let me = self.clone();
+        Some(Arc::new(move || me.active().tls.clone()))
+    }
+
+    /// Checks an `Authorization` header against the current users; `true` when no basic
+    /// auth is configured.
     pub async fn authorized(&self, header: Option<&http::HeaderValue>) -> bool {
-        match &self.auth {
+        match self.active().auth.clone() {
             None => true,
             Some(auth) => auth.check(header).await,
         }
     }
-}
 
-fn tls_acceptor(t: &TlsSection, base: &Path) -> Result<TlsAcceptor, String> {
-    let at = "tls_server_config";
-    let cert_path = resolve(base, &t.cert_file);
-    let key_path = resolve(base, &t.key_file);
-    let read = |key: &str, p: &Path| {
-        std::fs::read(p).map_err(|e| format!("{at}.{key}: cannot read {}: {e}", p.display()))
-    };
-    let certs = rustls_pemfile::certs(&mut &read("cert_file", &cert_path)?[..])
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{at}.cert_file: {}: {e}", cert_path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{at}.cert_file: {} holds no PEM certificate",
-            cert_path.display()
-        ));
+    fn current(&self) -> Arc<Active> {
+        self.active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
-    let key = rustls_pemfile::private_key(&mut &read("key_file", &key_path)?[..])
-        .map_err(|e| format!("{at}.key_file: {}: {e}", key_path.display()))?
-        .ok_or_else(|| {
-            format!(
-                "{at}.key_file: {} holds no PEM private key",
-                key_path.display()
-            )
-        })?;
 
-    let version = |key: &str, v: &Option<String>, default: u8| -> Result<u8, String> {
-        match v.as_deref() {
-            None => Ok(default),
-            Some("TLS12") => Ok(12),
-            Some("TLS13") => Ok(13),
-            Some(other @ ("TLS10" | "TLS11")) => Err(format!(
-                "{at}.{key}: {other} is not supported (TLS12 or TLS13)"
-            )),
-            Some(other) => Err(format!(
-                "{at}.{key}: unknown version {other:?} (expected TLS12 or TLS13)"
-            )),
+    /// The settings in force, read again first if a file changed on disk.
+    pub(super) fn active(&self) -> Arc<Active> {
+        let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        if watched.iter().all(|(p, s)| stamp(p) == *s) {
+            return self.current();
         }
-    };
-    let (min, max) = (
-        version("min_version", &t.min_version, 12)?,
-        version("max_version", &t.max_version, 13)?,
-    );
-    if min > max {
-        return Err(format!("{at}: min_version is above max_version"));
-    }
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
-            .into_iter()
-            .filter(|(v, _)| (min..=max).contains(v))
-            .map(|(_, p)| p)
-            .collect();
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
-        .map_err(|e| format!("{at}: {e}"))?;
-    let client_roots = || -> Result<Arc<rustls::RootCertStore>, String> {
-        let ca = t.client_ca_file.as_ref().ok_or_else(|| {
-            format!(
-                "{at}.client_ca_file: required by client_auth_type {:?}",
-                t.client_auth_type.as_deref().unwrap_or("")
-            )
-        })?;
-        let ca = resolve(base, ca);
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut &read("client_ca_file", &ca)?[..]) {
-            let c = c.map_err(|e| format!("{at}.client_ca_file: {}: {e}", ca.display()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("{at}.client_ca_file: {}: {e}", ca.display()))?;
-        }
-        if roots.is_empty() {
-            return Err(format!(
-                "{at}.client_ca_file: {} holds no PEM certificate",
-                ca.display()
-            ));
-        }
-        Ok(Arc::new(roots))
-    };
-    let verifier =
-        |optional: bool| -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
-            let b = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                client_roots()?,
-                provider.clone(),
-            );
-            let b = if optional {
-                b.allow_unauthenticated()
-            } else {
-                b
-            };
-            b.build().map_err(|e| format!("{at}.client_ca_file: {e}"))
-        };
-    let builder = match t.client_auth_type.as_deref().unwrap_or("NoClientCert") {
-        "NoClientCert" => {
-            if t.client_ca_file.is_some() {
-                tracing::warn!("{at}.client_ca_file is set but client_auth_type is NoClientCert: client certificates are not checked");
+        let before = stamp(&self.path);
+        let current = self.current();
+        let old_files: Vec<PathBuf> = watched.iter().skip(1).map(|(p, _)| p.clone()).collect();
+        // The files are stamped before they are read, so a change while reading is seen
+        // next time; a failed load watches the files the new text names, so that a
+        // certificate that appears later is picked up.
+        let (files, result) = match WebConfig::read(&self.path) {
+            Err(e) => (stamped(old_files), Err(e)),
+            Ok(config) => {
+                let files = stamped(named_files(&config));
+                let result = if config.tls.is_some() == self.tls_mode {
+                    build(&config, Some(&current)).map_err(|e| e.in_file(&self.path))
+                } else {
+                    Err(Failure::invalid("tls_server_config", Problem::ModeChange)
+                        .in_file(&self.path))
+                };
+                (files, result)
             }
-            builder.with_no_client_auth()
+        };
+        match result {
+            Ok(active) => {
+                *self.active.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(active);
+                tracing::info!(file = %self.path.display(), "web config reloaded; new connections use it");
+            }
+            Err(e) => tracing::error!("web config not reloaded, the last good one stays: {e}"),
         }
-        "RequireAndVerifyClientCert" => builder.with_client_cert_verifier(verifier(false)?),
-        "VerifyClientCertIfGiven" => builder.with_client_cert_verifier(verifier(true)?),
-        other @ ("RequestClientCert" | "RequireAnyClientCert") => {
-            return Err(format!("{at}.client_auth_type: {other} (client certificates that are not verified) is not supported; use RequireAndVerifyClientCert or VerifyClientCertIfGiven"))
-        }
-        other => {
-            return Err(format!("{at}.client_auth_type: unknown value {other:?} (expected NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert)"))
+        *watched = std::iter::once((self.path.clone(), before))
+            .chain(files)
+            .collect();
+        drop(watched);
+        self.current()
+    }
+}
+
+/// The certificate, key and CA files a config names.
+fn named_files(config: &WebConfig) -> Vec<PathBuf> {
+    let Some(t) = &config.tls else {
+        return Vec::new();
+    };
+    [Some(&t.cert), Some(&t.key), t.client_ca.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| match p {
+            Pem::File(f) => Some(f.clone()),
+            Pem::Inline(_) => None,
+        })
+        .collect()
+}
+
+fn stamped(files: Vec<PathBuf>) -> Vec<(PathBuf, Option<Stamp>)> {
+    files
+        .into_iter()
+        .map(|f| {
+            let s = stamp(&f);
+            (f, s)
+        })
+        .collect()
+}
+
+/// The settings of a checked file, reusing what `previous` had where nothing changed (the
+/// verified-password cache and the rate-limit bucket).
+fn build(config: &WebConfig, previous: Option<&Active>) -> Result<Active, Failure> {
+    let tls = match &config.tls {
+        None => None,
+        Some(t) => {
+            let built = tls::build(t, config.http2)?;
+            for warning in &built.warnings {
+                tracing::warn!("{warning}");
+            }
+            Some(built.config)
         }
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{at}: certificate and key do not fit: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Basic auth against bcrypt hashes. Unknown users are checked against a dummy hash, so
-/// the answer takes as long whether the user exists or not.
-struct BasicAuth {
-    users: HashMap<String, String>,
-    dummy: String,
-    /// sha256(user, password, hash) → verdict, so repeated scrapes skip bcrypt.
-    cache: Mutex<HashMap<[u8; 32], bool>>,
-    /// One bcrypt at a time: a flood of wrong passwords cannot take every core.
-    gate: tokio::sync::Semaphore,
-}
-
-impl BasicAuth {
-    fn new(users: &HashMap<String, String>) -> Result<BasicAuth, String> {
-        let mut cost = None;
-        for (user, hash) in users {
-            let parts: bcrypt::HashParts = hash
-                .parse()
-                .map_err(|_| format!("basic_auth_users.{user}: not a bcrypt hash (generate one with htpasswd -nBC 10 {user})"))?;
-            cost = cost.max(Some(parts.get_cost()));
+    let auth = if config.users.is_empty() {
+        None
+    } else {
+        match previous.and_then(|p| p.auth.clone()) {
+            Some(a) if *a.users() == config.users => Some(a),
+            _ => Some(Arc::new(BasicAuth::new(config.users.clone()))),
         }
-        let dummy = bcrypt::hash(
-            "hss-exporter dummy password",
-            cost.unwrap_or(bcrypt::DEFAULT_COST),
-        )
-        .map_err(|e| format!("basic_auth_users: {e}"))?;
-        Ok(BasicAuth {
-            users: users.clone(),
-            dummy,
-            cache: Mutex::new(HashMap::new()),
-            gate: tokio::sync::Semaphore::new(1),
-        })
+    };
+    let limiter = config
+        .rate_limit
+        .map(|r| match previous.and_then(|p| p.limiter.clone()) {
+            Some(l) if l.settings == r => l,
+            _ => Arc::new(RateLimiter::new(r)),
+        });
+    let mut headers = Vec::new();
+    for (name, value) in &config.headers {
+        let key = || format!("http_server_config.headers.{name}");
+        let n = http::HeaderName::try_from(name.as_str())
+            .map_err(|_| Failure::invalid(key(), Problem::HeaderNotAllowed(name.clone())))?;
+        let v = http::HeaderValue::try_from(value.as_str()).map_err(|_| {
+            Failure::invalid(
+                key(),
+                Problem::HeaderValue {
+                    value: value.clone(),
+                    expected: "a header value",
+                },
+            )
+        })?;
+        headers.push((n, v));
     }
-
-    async fn check(&self, header: Option<&http::HeaderValue>) -> bool {
-        let Some((user, password)) = header.and_then(parse_basic) else {
-            return false;
-        };
-        let (hash, known) = match self.users.get(&user) {
-            Some(h) => (h.clone(), true),
-            None => (self.dummy.clone(), false),
-        };
-        let key: [u8; 32] = Sha256::new()
-            .chain_update(user.as_bytes())
-            .chain_update([0])
-            .chain_update(password.expose().as_bytes())
-            .chain_update([0])
-            .chain_update(hash.as_bytes())
-            .finalize()
-            .into();
-        if let Some(&ok) = self.cache().get(&key) {
-            return ok && known;
-        }
-        let Ok(_permit) = self.gate.acquire().await else {
-            return false;
-        };
-        let verified = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password.expose(), &hash).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        let ok = verified && known;
-        let mut cache = self.cache();
-        if cache.len() >= AUTH_CACHE_SIZE {
-            cache.clear();
-        }
-        cache.insert(key, ok);
-        ok
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], bool>> {
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// `Basic base64(user:password)` → (user, password).
-fn parse_basic(value: &http::HeaderValue) -> Option<(String, Secret)> {
-    let value = value.to_str().ok()?;
-    let (scheme, encoded) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = BASE64_STANDARD.decode(encoded.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), Secret::new(password)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_basic_credentials() {
-        let h = http::HeaderValue::from_static("Basic dXNlcjpwYTpzcw==");
-        let (user, password) = parse_basic(&h).unwrap();
-        assert_eq!((user.as_str(), password.expose()), ("user", "pa:ss"));
-        assert!(parse_basic(&http::HeaderValue::from_static("Bearer x")).is_none());
-        assert!(parse_basic(&http::HeaderValue::from_static("Basic !!!")).is_none());
-        assert!(parse_basic(&http::HeaderValue::from_static("Basic dXNlcjpwYXNz=")).is_none());
-        assert!(parse_basic(&http::HeaderValue::from_static("Basic dXNlcg==")).is_none());
-    }
+    Ok(Active {
+        tls,
+        auth,
+        headers,
+        limiter,
+        http2: config.http2,
+    })
 }

@@ -6,6 +6,9 @@
 
 mod strict;
 
+/// The strict YAML reader alone, for files read key by key (the web configuration).
+pub use strict::to_json;
+
 /// Environment overrides laid over a file: `{prefix}__SECTION__KEY=value`.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {

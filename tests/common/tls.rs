@@ -7,7 +7,6 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::TlsAcceptor;
 
 /// A CA and its key.
 pub struct Pki {
@@ -43,7 +42,7 @@ impl Pki {
     }
 
     /// A server configuration with a certificate for `names` (host names or IP addresses).
-    pub fn acceptor(&self, names: &[&str], validity: Validity) -> TlsAcceptor {
+    pub fn acceptor(&self, names: &[&str], validity: Validity) -> Arc<rustls::ServerConfig> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.subject_alt_names = names
             .iter()
@@ -69,6 +68,6 @@ impl Pki {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             )
             .unwrap();
-        TlsAcceptor::from(Arc::new(config))
+        Arc::new(config)
     }
 }
