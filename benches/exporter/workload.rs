@@ -352,7 +352,14 @@ pub struct Soak {
 /// Polling for `p.soak` once every target is in: first without scrapes (CPU per poll), then
 /// with two replicas scraping; resident memory sampled throughout.
 pub fn soak(exporter: &Exporter, p: &Params, ctx: &Ctx) -> Soak {
-    std::thread::sleep(Duration::from_secs(1));
+    // The first round goes as fast as the budget allows; targets settle on their place in
+    // the spread schedule over the next interval or so. Measure the steady state.
+    let settle = (p.interval * 3 / 2).max(Duration::from_secs(1));
+    eprintln!(
+        "bench: {} for the schedule to settle after the first round",
+        humantime::format_duration(settle)
+    );
+    std::thread::sleep(settle);
     let pid = exporter.pid();
     let rss_fill = rss(pid);
     let mut rss_samples = vec![rss_fill];
