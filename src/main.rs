@@ -32,13 +32,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command;
     if let Some(Command::Demo) = command {
         let options = options(&cli)?;
+        let scheme = if options.web.as_ref().is_some_and(|w| w.is_tls()) {
+            "https"
+        } else {
+            "http"
+        };
         let mut signals = Signals::install();
         let demo = Demo::start(cli.listen_addresses.first()).await?;
         let listener = demo.listener()?;
         let exporter = Exporter::start(&demo.settings, listener, options)?;
-        let addr = exporter.addr;
-        let path = &cli.telemetry_path;
-        println!("hss-exporter demo: metrics at http://{addr}{path} (status page http://{addr}/, simulated API {})", demo.api_url());
+        let (addr, path) = (exporter.addr, &cli.telemetry_path);
+        println!("hss-exporter demo: metrics at {scheme}://{addr}{path} (status page {scheme}://{addr}/, simulated API {})", demo.api_url());
         run_until_stopped(&mut signals, &exporter).await;
         exporter.shutdown().await;
         demo.shutdown().await;
