@@ -60,6 +60,13 @@ pub struct PollSection {
     /// Optional cap across all accounts, for accounts sharing one egress IP.
     #[serde(default)]
     pub rate_limit_per_minute: Option<u32>,
+    /// How often the registries of projects with `registries: true` are listed; `interval`
+    /// when not set.
+    #[serde(default, with = "humantime_serde")]
+    pub registries_interval: Option<Duration>,
+    /// The most registries of one project exported in detail: bounds the series count.
+    #[serde(default = "default_max_registries")]
+    pub max_registries_per_project: usize,
 }
 
 impl Default for PollSection {
@@ -69,8 +76,14 @@ impl Default for PollSection {
             timeout: default_timeout(),
             stale_after: default_stale_after(),
             rate_limit_per_minute: None,
+            registries_interval: None,
+            max_registries_per_project: default_max_registries(),
         }
     }
+}
+
+fn default_max_registries() -> usize {
+    super::DEFAULT_MAX_REGISTRIES_PER_PROJECT
 }
 
 fn default_interval() -> Duration {
@@ -175,4 +188,7 @@ pub struct ProjectSection {
     /// One target per type; omitted: one target for all types summed.
     #[serde(default)]
     pub registry_types: Option<Vec<String>>,
+    /// Also list the project's registries one by one (which fails and why).
+    #[serde(default)]
+    pub registries: bool,
 }

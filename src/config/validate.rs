@@ -9,7 +9,9 @@ use url::Url;
 use super::file::{AccountSection, FileConfig};
 use super::{auth, Account, ConfigError, Env, PollSettings, Settings};
 use super::{DEFAULT_LISTEN_ADDRESS, DEFAULT_RATE_LIMIT_PER_MINUTE, MAX_ID_LEN};
-use crate::model::{default_endpoint, ListenAddress, RegistryType, Target, KNOWN_REGIONS};
+use crate::model::{
+    default_endpoint, ListenAddress, Listing, RegistryType, Target, KNOWN_REGIONS,
+};
 
 /// Checks meaning (not shape) and resolves secrets; reports every problem, one line each.
 pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
@@ -39,6 +41,23 @@ pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
             humantime::format_duration(poll.stale_after),
             humantime::format_duration(poll.interval)
         ));
+    }
+    if poll.registries_interval.is_some_and(|d| d.is_zero()) {
+        errors.push("poll.registries_interval: must be greater than zero".into());
+    }
+    let registries_interval = poll.registries_interval.unwrap_or(poll.interval);
+    if poll.registries_interval.is_some()
+        && !registries_interval.is_zero()
+        && poll.stale_after < registries_interval
+    {
+        errors.push(format!(
+            "poll.stale_after: {} is shorter than poll.registries_interval ({}); every registry's series would vanish between listings",
+            humantime::format_duration(poll.stale_after),
+            humantime::format_duration(registries_interval)
+        ));
+    }
+    if poll.max_registries_per_project == 0 {
+        errors.push("poll.max_registries_per_project: must be greater than zero".into());
     }
     if poll.rate_limit_per_minute == Some(0) {
         errors.push("poll.rate_limit_per_minute: must be greater than zero".into());
@@ -74,6 +93,8 @@ pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
             timeout: poll.timeout,
             stale_after: poll.stale_after,
             global_rate_limit_per_minute: poll.rate_limit_per_minute,
+            registries_interval,
+            max_registries_per_project: poll.max_registries_per_project,
         },
         accounts,
     })
@@ -113,6 +134,8 @@ fn validate_account(
     }
     let mut targets: Vec<Target> = Vec::new();
     let mut seen: HashMap<Target, String> = HashMap::new();
+    let mut listings: Vec<Listing> = Vec::new();
+    let mut listed: HashMap<Listing, String> = HashMap::new();
     for (j, project) in raw.projects.iter().enumerate() {
         let pat = format!("{at}.projects[{j}]");
         let before = errors.len();
@@ -153,6 +176,23 @@ fn validate_account(
                 })
                 .collect(),
         };
+        if project.registries {
+            let listing = Listing {
+                account: raw.name.clone(),
+                region: region.clone(),
+                project_id: project.project_id.clone(),
+                enterprise_project_id: project.enterprise_project_id.clone(),
+            };
+            if let Some(first) = listed.get(&listing) {
+                errors.push(format!(
+                    "{pat}.registries: the registries of {:?} are already listed (at {first})",
+                    listing.to_string()
+                ));
+            } else {
+                listed.insert(listing.clone(), pat.clone());
+                listings.push(listing);
+            }
+        }
         for registry_type in types {
             let target = Target {
                 account: raw.name.clone(),
@@ -183,6 +223,7 @@ fn validate_account(
         rate_limit_per_minute,
         credentials: credentials?,
         targets,
+        listings,
     })
 }
 

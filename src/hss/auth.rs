@@ -190,7 +190,7 @@ impl IamTokens {
                 .get("X-Subject-Token")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let bytes = read_capped(response).await?;
+            let bytes = read_capped(response, super::client::MAX_BODY_BYTES).await?;
             Ok::<_, ApiError>((status, request_id, token, bytes))
         };
         let (status, request_id, token, bytes) = tokio::time::timeout(self.timeout, exchange)

@@ -4,8 +4,10 @@
 pub mod auth;
 pub mod client;
 mod error;
+pub mod registries;
 pub mod request;
 pub mod signer;
 
 pub use client::{http_client, HssClient};
 pub use error::ApiError;
+pub use registries::{Page, MAX_PAGE_BYTES, PAGE_LIMIT};

@@ -31,6 +31,8 @@ pub(super) struct SelfMetrics {
     poll_errors: IntCounterVec,
     /// `hss_exporter_api_request_duration_seconds{account,region}`.
     duration: HistogramVec,
+    /// `hss_exporter_registry_listings_truncated_total{account,region}`.
+    truncated: IntCounterVec,
     /// `hss_exporter_config_last_reload_successful`; a vector without labels, so that it is
     /// absent until a configuration is loaded (`once` never reports one).
     reload_ok: IntGaugeVec,
@@ -77,6 +79,13 @@ impl SelfMetrics {
             .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &account_labels,
         ));
+        let truncated = valid(IntCounterVec::new(
+            Opts::new(
+                "hss_exporter_registry_listings_truncated_total",
+                "Registry listings that held more registries than poll.max_registries_per_project; only that many were exported.",
+            ),
+            &account_labels,
+        ));
         let build_info = valid(IntGaugeVec::new(
             Opts::new(
                 "hss_exporter_build_info",
@@ -117,6 +126,7 @@ impl SelfMetrics {
             Box::new(requests.clone()),
             Box::new(poll_errors.clone()),
             Box::new(duration.clone()),
+            Box::new(truncated.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("unique metric");
@@ -128,6 +138,7 @@ impl SelfMetrics {
             requests,
             poll_errors,
             duration,
+            truncated,
             reload_ok,
             reload_at,
             stale_after: stale_after_seconds,
@@ -153,6 +164,7 @@ impl SelfMetrics {
         let labels = [account, region];
         let _ = self.suspended.remove_label_values(&labels);
         let _ = self.duration.remove_label_values(&labels);
+        let _ = self.truncated.remove_label_values(&labels);
         for reason in Reason::ALL {
             let _ = self
                 .poll_errors
@@ -197,6 +209,21 @@ impl SelfMetrics {
         self.duration
             .with_label_values(&[account, region])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The listing counters of an account that lists registries, at 0 from the start.
+    pub(super) fn add_listing_account(&self, account: &str, region: &str) {
+        let live = self.live();
+        if is_live(&live, account, region) {
+            self.truncated.with_label_values(&[account, region]);
+        }
+    }
+
+    pub(super) fn record_listing_truncated(&self, account: &str, region: &str) {
+        let live = self.live();
+        if is_live(&live, account, region) {
+            self.truncated.with_label_values(&[account, region]).inc();
+        }
     }
 
     pub(super) fn record_poll_error(&self, account: &str, region: &str, reason: Reason) {

@@ -4,12 +4,14 @@
 
 mod listen;
 mod regions;
+mod registry;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use listen::ListenAddress;
 pub use regions::{default_endpoint, default_iam_endpoint, KNOWN_REGIONS};
+pub use registry::{sanitize_label, Listing, Registry, RegistryStatus, MAX_LABEL_CHARS};
 
 use crate::secret::Secret;
 

@@ -28,7 +28,7 @@ pub use plan::{capacity_warnings, describe, min_interval};
 use crate::config::{PollSettings, Settings};
 use crate::hss::http_client;
 use crate::metrics::Store;
-use crate::model::Target;
+use crate::model::{Listing, Target};
 use budget::{Budget, BudgetKey, Group};
 use worker::Worker;
 
@@ -75,6 +75,15 @@ impl Plan {
             .accounts
             .iter()
             .flat_map(|a| a.targets.iter().cloned())
+            .collect()
+    }
+
+    /// Every registry listing of the group, account by account in the order of the file.
+    fn listings(&self) -> Vec<Listing> {
+        self.group
+            .accounts
+            .iter()
+            .flat_map(|a| a.listings.iter().cloned())
             .collect()
     }
 }
@@ -150,6 +159,7 @@ impl Scheduler {
             first_polls: FirstPolls::new(groups.len()),
         };
         store.add_targets(settings.targets());
+        store.add_listings(settings.listings());
         for group in groups {
             let plan = Plan {
                 group,
@@ -224,9 +234,12 @@ impl Scheduler {
                 (Some(n), None) => *global = Some(RateLimiter::per_minute(n)),
             }
         }
+        let keep_listings: HashSet<&Listing> = settings.listings().collect();
+        self.shared.store.retain_listings(&keep_listings);
         let keep: HashSet<&Target> = settings.targets().collect();
         self.shared.store.retain_targets(&keep);
         self.shared.store.add_targets(settings.targets());
+        self.shared.store.add_listings(settings.listings());
         for plan in added {
             self.spawn(plan, None);
         }
@@ -276,11 +289,13 @@ impl Scheduler {
     }
 }
 
-/// Polls every target once, within the rate limits; returns how many polls failed.
+/// Polls every target and lists every listing once, within the rate limits; returns how
+/// many of them failed.
 pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, reqwest::Error> {
     let shared = Shared::new(settings, store.clone())?;
     let cancel = CancellationToken::new();
     store.add_targets(settings.targets());
+    store.add_listings(settings.listings());
     let mut handles = Vec::new();
     for group in budget::groups(settings) {
         let budget = Arc::new(Mutex::new(Budget::new(group.limit())));
@@ -294,11 +309,17 @@ pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, 
     for h in handles {
         let _ = h.await;
     }
-    Ok(store
+    let failed_targets = store
         .statuses()
         .iter()
         .filter(|(_, s)| s.up != Some(true))
-        .count())
+        .count();
+    let failed_listings = store
+        .listing_statuses()
+        .iter()
+        .filter(|(_, s)| s.up != Some(true))
+        .count();
+    Ok(failed_targets + failed_listings)
 }
 
 async fn sweep(store: Arc<Store>, stale_after: Duration, cancel: CancellationToken) {

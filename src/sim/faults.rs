@@ -30,6 +30,8 @@ pub struct FaultRule {
     pub project_id: Option<String>,
     /// Matches the raw `registry_type` parameter; `"all"` matches requests without one.
     pub registry_type: Option<String>,
+    /// Matches registry listings only (`true`) or statistics calls only (`false`).
+    pub listing: Option<bool>,
     /// Of every `period` matches, the first `burst` fire.
     pub period: u32,
     /// See `period`.
@@ -49,6 +51,7 @@ impl FaultRule {
             fault,
             project_id: None,
             registry_type: None,
+            listing: None,
             period: 1,
             burst: 1,
             times: None,
@@ -68,6 +71,12 @@ impl FaultRule {
         self.registry_type = Some(t.to_string());
         self
     }
+    /// Only for registry listings (`true`) or only for statistics calls (`false`).
+    #[must_use]
+    pub fn listing(mut self, listing: bool) -> Self {
+        self.listing = Some(listing);
+        self
+    }
     /// Fires on the first `burst` of every `period` matching requests.
     #[must_use]
     pub fn pattern(mut self, burst: u32, period: u32) -> Self {
@@ -82,8 +91,14 @@ impl FaultRule {
         self
     }
 
-    pub(super) fn applies(&mut self, project_id: &str, registry_type: Option<&str>) -> bool {
-        let project_ok = self.project_id.as_deref().is_none_or(|p| p == project_id);
+    pub(super) fn applies(
+        &mut self,
+        project_id: &str,
+        registry_type: Option<&str>,
+        listing: bool,
+    ) -> bool {
+        let project_ok = self.project_id.as_deref().is_none_or(|p| p == project_id)
+            && self.listing.is_none_or(|l| l == listing);
         let type_ok = self
             .registry_type
             .as_deref()

@@ -25,7 +25,7 @@ pub use body::SimBody;
 pub use faults::{Fault, FaultRule};
 
 use crate::hss::signer;
-use crate::model::{RegistryType, Statistics};
+use crate::model::{Registry, RegistryType, Statistics};
 use body::{error, json};
 use gateway::authenticate;
 
@@ -52,6 +52,8 @@ pub struct LogEntry {
     pub caller: String,
     /// The project in the path (HSS) or the token's scope (IAM).
     pub project_id: String,
+    /// The request's path.
+    pub path: String,
     /// The raw query string.
     pub query: String,
     /// The status answered.
@@ -79,6 +81,8 @@ struct State {
     token_lifetime: Option<Duration>,
     /// (`project_id`, `enterprise_project_id`, type) → counts.
     stats: BTreeMap<(String, String, RegistryType), Statistics>,
+    /// (`project_id`, `enterprise_project_id`) → registries, in the order listed.
+    registries: BTreeMap<(String, String), Vec<Registry>>,
     rate_limit_per_minute: Option<u32>,
     windows: HashMap<String, VecDeque<Instant>>,
     faults: Vec<FaultRule>,
@@ -168,6 +172,45 @@ impl Sim {
             .copied()
     }
 
+    /// Sets the registries of one project and enterprise project (`None`: the default, `"0"`),
+    /// listed in this order.
+    pub fn set_registries(&self, project_id: &str, eps: Option<&str>, registries: Vec<Registry>) {
+        self.state()
+            .registries
+            .insert((project_id.into(), eps.unwrap_or("0").into()), registries);
+    }
+
+    /// Adds a registry, or replaces the one with its ID, in one project and enterprise project.
+    pub fn put_registry(&self, project_id: &str, eps: Option<&str>, registry: Registry) {
+        let mut s = self.state();
+        let list = s
+            .registries
+            .entry((project_id.into(), eps.unwrap_or("0").into()))
+            .or_default();
+        match list.iter_mut().find(|r| r.id == registry.id) {
+            Some(r) => *r = registry,
+            None => list.push(registry),
+        }
+    }
+
+    /// Removes the registry with `id` from every enterprise project of a project.
+    pub fn remove_registry(&self, project_id: &str, id: &str) {
+        for ((p, _), list) in &mut self.state().registries {
+            if p == project_id {
+                list.retain(|r| r.id != id);
+            }
+        }
+    }
+
+    /// The registries of one project and enterprise project, in the order listed.
+    pub fn registries(&self, project_id: &str, eps: Option<&str>) -> Vec<Registry> {
+        self.state()
+            .registries
+            .get(&(project_id.into(), eps.unwrap_or("0").into()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Enforces at most `n` accepted calls per caller in any 60 s; `None` lifts the limit.
     pub fn set_rate_limit(&self, n: Option<u32>) {
         self.state().rate_limit_per_minute = n;
@@ -234,7 +277,11 @@ impl Sim {
                 if parts.method == Method::GET =>
             {
                 let project = signer::decode(project);
-                self.statistics(&parts, &body, &project).await
+                self.hss(&parts, &body, &project, false).await
+            }
+            ["", "v5", project, "image", "registries"] if parts.method == Method::GET => {
+                let project = signer::decode(project);
+                self.hss(&parts, &body, &project, true).await
             }
             _ => error(
                 404,
@@ -251,11 +298,13 @@ impl Sim {
         format!("sim-{:08x}", s.counter)
     }
 
-    async fn statistics(
+    /// An HSS call: the statistics, or (`list`) a page of the registry listing.
+    async fn hss(
         &self,
         parts: &http::request::Parts,
         body: &[u8],
         project: &str,
+        list: bool,
     ) -> Response<SimBody> {
         let request_id = self.request_id();
         let raw_query = parts.uri.query().unwrap_or("").to_string();
@@ -295,18 +344,20 @@ impl Sim {
                         Err((caller, error(429, "APIGW.0308", &format!("The throttling threshold has been reached: policy user over ratelimit,limit:{limit},time:1 minute"), &request_id)))
                     } else {
                         fault = s.faults.iter_mut().find_map(|r| {
-                            r.applies(project, registry_type.as_deref())
+                            r.applies(project, registry_type.as_deref(), list)
                                 .then(|| r.fault.clone())
                         });
-                        Ok((
-                            caller,
+                        let answer = if list {
+                            s.list(project, &query, &request_id)
+                        } else {
                             s.answer(
                                 project,
                                 eps.as_deref(),
                                 registry_type.as_deref(),
                                 &request_id,
-                            ),
-                        ))
+                            )
+                        };
+                        Ok((caller, answer))
                     }
                 }
             };
@@ -343,6 +394,7 @@ impl Sim {
             service: Service::Hss,
             caller,
             project_id: project.to_string(),
+            path: parts.uri.path().to_string(),
             query: raw_query,
             status: response.status().as_u16(),
         });
@@ -404,6 +456,7 @@ impl Sim {
             service: Service::Iam,
             caller,
             project_id,
+            path: "/v3/auth/tokens".into(),
             query: String::new(),
             status: response.status().as_u16(),
         });
@@ -476,6 +529,103 @@ impl State {
             &serde_json::json!({"fail_num": fail_num, "success_num": success_num}),
         )
     }
+}
+
+impl State {
+    /// A page of `GET /v5/{project}/image/registries`, with the API's filters and paging.
+    fn list(&self, project: &str, query: &[(String, String)], request_id: &str) -> Response<SimBody> {
+        let param = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
+            match param(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        error(
+                            400,
+                            "HSS.1002",
+                            &format!("invalid {name} {v:?} (expected {}-{})", range.start(), range.end()),
+                            request_id,
+                        )
+                    }),
+            }
+        };
+        // The API documents limit 10-200; whether it refuses or clamps other values is not
+        // documented: the simulator refuses them.
+        let limit = match number("limit", 10, 10..=200) {
+            Ok(n) => n as usize,
+            Err(r) => return r,
+        };
+        let offset = match number("offset", 0, 0..=2_000_000) {
+            Ok(n) => n as usize,
+            Err(r) => return r,
+        };
+        let eps = param("enterprise_project_id").unwrap_or("0");
+        let types: Option<Vec<&str>> = param("registry_type").map(|t| t.split(',').collect());
+        let matches = |r: &Registry| {
+            param("registry_name").is_none_or(|n| r.name.contains(n))
+                && param("registry_id").is_none_or(|id| r.id == id)
+                && param("registry_addr").is_none_or(|a| r.addr.contains(a))
+                && param("status").is_none_or(|st| r.status.map(|s| s.as_str()) == Some(st))
+                && types
+                    .as_ref()
+                    .is_none_or(|t| t.contains(&r.registry_type.as_str()))
+        };
+        let all: Vec<&Registry> = self
+            .registries
+            .iter()
+            .filter(|((p, e), _)| p == project && (eps == "all_granted_eps" || e == eps))
+            .flat_map(|(_, list)| list.iter())
+            .filter(|r| matches(r))
+            .collect();
+        let page: Vec<serde_json::Value> = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|r| registry_json(r))
+            .collect();
+        json(
+            200,
+            &serde_json::json!({"total_num": all.len(), "data_list": page}),
+        )
+    }
+}
+
+/// A registry as the API writes it; fields the simulator does not know are left out.
+fn registry_json(r: &Registry) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    for (k, v) in [
+        ("id", &r.id),
+        ("registry_name", &r.name),
+        ("registry_type", &r.registry_type),
+        ("registry_addr", &r.addr),
+        ("connect_cluster_id", &r.connect_cluster_id),
+        ("fail_reason", &r.fail_reason),
+    ] {
+        if !v.is_empty() {
+            o.insert(k.into(), v.clone().into());
+        }
+    }
+    if let Some(s) = r.status {
+        o.insert("status".into(), s.as_str().into());
+    }
+    if let Some(n) = r.images_num {
+        o.insert("images_num".into(), n.into());
+    }
+    if let Some(t) = r.latest_sync_time_ms {
+        o.insert("latest_sync_time".into(), t.into());
+    }
+    o.insert("api_version".into(), "V2".into());
+    o.insert("protocol".into(), "https".into());
+    o.insert("get_scan_image_channel".into(), "Other".into());
+    serde_json::Value::Object(o)
 }
 
 /// A running simulator; dropping it stops it.
