@@ -9,9 +9,7 @@ use url::Url;
 use super::file::{AccountSection, FileConfig};
 use super::{auth, Account, ConfigError, Env, PollSettings, Settings};
 use super::{DEFAULT_LISTEN_ADDRESS, DEFAULT_RATE_LIMIT_PER_MINUTE, MAX_ID_LEN};
-use crate::model::{
-    default_endpoint, ListenAddress, Listing, RegistryType, Target, KNOWN_REGIONS,
-};
+use crate::model::{default_endpoint, ListenAddress, Listing, RegistryType, Target, KNOWN_REGIONS};
 
 /// Checks meaning (not shape) and resolves secrets; reports every problem, one line each.
 pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {

@@ -215,7 +215,10 @@ mod tests {
             (br#"{"total_num": "3"}"#, "total_num is \"3\""),
             (br#"{"data_list": {}}"#, "data_list is {}, not a list"),
             (br#"{"data_list": [1]}"#, "data_list[0] is 1, not an object"),
-            (br#"{"data_list": [{"id": 7}]}"#, "data_list[0].id is 7, not a string"),
+            (
+                br#"{"data_list": [{"id": 7}]}"#,
+                "data_list[0].id is 7, not a string",
+            ),
             (
                 br#"{"data_list": [{"id": "a"}, {"images_num": -2}]}"#,
                 "data_list[1].images_num is -2",

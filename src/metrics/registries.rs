@@ -242,7 +242,12 @@ pub(super) fn headers() -> [Arc<Run>; FAMILY_COUNT] {
 }
 
 /// One line: `name{labels} value`, the labels sorted by name as the text format has them.
-fn line(out: &mut Vec<u8>, name: &str, labels: &mut [(&str, &str)], value: impl FnOnce(&mut Vec<u8>)) {
+fn line(
+    out: &mut Vec<u8>,
+    name: &str,
+    labels: &mut [(&str, &str)],
+    value: impl FnOnce(&mut Vec<u8>),
+) {
     labels.sort_unstable_by_key(|(k, _)| *k);
     out.extend_from_slice(name.as_bytes());
     for (i, (k, v)) in labels.iter().enumerate() {
@@ -307,7 +312,9 @@ fn encode(family: usize, listing: &Listing, status: &ListingStatus, out: &mut Ve
                             let mut labels = labels.clone();
                             labels.push(("status", state.as_str()));
                             let on = r.status == Some(state);
-                            line(out, name, &mut labels, |o| o.push(if on { b'1' } else { b'0' }));
+                            line(out, name, &mut labels, |o| {
+                                o.push(if on { b'1' } else { b'0' })
+                            });
                         }
                     }
                     2 => {

@@ -132,7 +132,10 @@ mod tests {
             enterprise_project_id: Some("0".into()),
         };
         assert_eq!(l.to_string(), "a/r/p/eps=0/registries");
-        assert_eq!(RegistryStatus::parse("accessing"), Some(RegistryStatus::Accessing));
+        assert_eq!(
+            RegistryStatus::parse("accessing"),
+            Some(RegistryStatus::Accessing)
+        );
         assert_eq!(RegistryStatus::parse("Success"), None);
     }
 }

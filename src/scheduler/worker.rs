@@ -378,7 +378,9 @@ impl Worker {
             }
             offset += n;
             if registries.len() >= max {
-                break Ok(page.total_num.map_or(registries.len() > max, |t| t > max as u64));
+                break Ok(page
+                    .total_num
+                    .map_or(registries.len() > max, |t| t > max as u64));
             }
             match page.total_num {
                 Some(total) if offset as u64 >= total => break Ok(false),

@@ -32,6 +32,8 @@ pub struct FaultRule {
     pub registry_type: Option<String>,
     /// Matches registry listings only (`true`) or statistics calls only (`false`).
     pub listing: Option<bool>,
+    /// Matches requests whose raw query string contains this.
+    pub query: Option<String>,
     /// Of every `period` matches, the first `burst` fire.
     pub period: u32,
     /// See `period`.
@@ -52,6 +54,7 @@ impl FaultRule {
             project_id: None,
             registry_type: None,
             listing: None,
+            query: None,
             period: 1,
             burst: 1,
             times: None,
@@ -77,6 +80,12 @@ impl FaultRule {
         self.listing = Some(listing);
         self
     }
+    /// Only for requests whose raw query string contains `text` (`offset=200`).
+    #[must_use]
+    pub fn query_contains(mut self, text: &str) -> Self {
+        self.query = Some(text.to_string());
+        self
+    }
     /// Fires on the first `burst` of every `period` matching requests.
     #[must_use]
     pub fn pattern(mut self, burst: u32, period: u32) -> Self {
@@ -96,9 +105,11 @@ impl FaultRule {
         project_id: &str,
         registry_type: Option<&str>,
         listing: bool,
+        query: &str,
     ) -> bool {
         let project_ok = self.project_id.as_deref().is_none_or(|p| p == project_id)
-            && self.listing.is_none_or(|l| l == listing);
+            && self.listing.is_none_or(|l| l == listing)
+            && self.query.as_deref().is_none_or(|q| query.contains(q));
         let type_ok = self
             .registry_type
             .as_deref()

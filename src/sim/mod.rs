@@ -344,7 +344,7 @@ impl Sim {
                         Err((caller, error(429, "APIGW.0308", &format!("The throttling threshold has been reached: policy user over ratelimit,limit:{limit},time:1 minute"), &request_id)))
                     } else {
                         fault = s.faults.iter_mut().find_map(|r| {
-                            r.applies(project, registry_type.as_deref(), list)
+                            r.applies(project, registry_type.as_deref(), list, &raw_query)
                                 .then(|| r.fault.clone())
                         });
                         let answer = if list {
@@ -533,15 +533,20 @@ impl State {
 
 impl State {
     /// A page of `GET /v5/{project}/image/registries`, with the API's filters and paging.
-    fn list(&self, project: &str, query: &[(String, String)], request_id: &str) -> Response<SimBody> {
+    fn list(
+        &self,
+        project: &str,
+        query: &[(String, String)],
+        request_id: &str,
+    ) -> Response<SimBody> {
         let param = |name: &str| {
             query
                 .iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        let number = |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| {
-            match param(name) {
+        let number =
+            |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| match param(name) {
                 None => Ok(default),
                 Some(v) => v
                     .parse::<u64>()
@@ -551,12 +556,15 @@ impl State {
                         error(
                             400,
                             "HSS.1002",
-                            &format!("invalid {name} {v:?} (expected {}-{})", range.start(), range.end()),
+                            &format!(
+                                "invalid {name} {v:?} (expected {}-{})",
+                                range.start(),
+                                range.end()
+                            ),
                             request_id,
                         )
                     }),
-            }
-        };
+            };
         // The API documents limit 10-200; whether it refuses or clamps other values is not
         // documented: the simulator refuses them.
         let limit = match number("limit", 10, 10..=200) {

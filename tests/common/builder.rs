@@ -133,13 +133,32 @@ impl Account {
     }
 
     /// A project in an enterprise project.
-    pub fn project_in(mut self, project_id: &str, eps: Option<&str>, types: &[&str]) -> Self {
+    pub fn project_in(self, project_id: &str, eps: Option<&str>, types: &[&str]) -> Self {
+        self.project_full(project_id, eps, types, false)
+    }
+
+    /// A project whose registries are also listed one by one when `registries` is true.
+    pub fn project_with(self, project_id: &str, types: &[&str], registries: bool) -> Self {
+        self.project_full(project_id, None, types, registries)
+    }
+
+    /// A project with every option.
+    pub fn project_full(
+        mut self,
+        project_id: &str,
+        eps: Option<&str>,
+        types: &[&str],
+        registries: bool,
+    ) -> Self {
         let mut p = format!("      - project_id: {project_id}\n");
         if let Some(eps) = eps {
             let _ = writeln!(p, "        enterprise_project_id: {eps:?}");
         }
         if !types.is_empty() {
             let _ = writeln!(p, "        registry_types: [{}]", types.join(", "));
+        }
+        if registries {
+            p.push_str("        registries: true\n");
         }
         self.projects.push(p);
         self
