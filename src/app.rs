@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -15,6 +17,7 @@ use crate::config::{ConfigError, Settings};
 use crate::metrics::Store;
 use crate::model::ListenAddress;
 use crate::reload::{ReloadError, ReloadHandle, ReloadRequest};
+use crate::scheduler::discover::{self, Found, Project};
 use crate::scheduler::{self, Scheduler};
 use crate::web;
 
@@ -144,11 +147,27 @@ impl Exporter {
         };
         let first_polls = scheduler.first_polls();
         store.record_reload(true);
+        // Discovery runs beside polling; what it finds goes through the reload loop, which
+        // owns the scheduler.
+        let (discovery, settings_rx) = watch::channel(Arc::new(settings.clone()));
+        let (found_tx, found) = mpsc::channel(16);
+        match crate::hss::http_client() {
+            Ok(http) => {
+                tracker.spawn(discover::run(settings_rx, found_tx, http, cancel.clone()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the HTTP client for IAM; no project discovery")
+            }
+        }
         tracker.spawn(reload_loop(
-            requests,
+            Reloads {
+                requests,
+                found,
+                discovery,
+            },
             scheduler,
             options.loader,
-            settings.listen_addresses.clone(),
+            settings.clone(),
             store.clone(),
             cancel.clone(),
         ));
@@ -205,19 +224,110 @@ async fn load(loader: Option<&Loader>) -> Result<Settings, ReloadError> {
     }
 }
 
-/// Owns the scheduler; reloads run here one at a time, whoever asked for them.
+/// What the reload loop listens to and tells.
+struct Reloads {
+    /// Reload requests (SIGHUP, `/-/reload`).
+    requests: mpsc::Receiver<ReloadRequest>,
+    /// What discovery found.
+    found: mpsc::Receiver<Found>,
+    /// The loaded configuration, for discovery.
+    discovery: watch::Sender<Arc<Settings>>,
+}
+
+/// The projects found by accounts that discover, and what the scheduler runs on.
+struct Discovered {
+    /// The loaded configuration.
+    base: Settings,
+    /// The last successful discovery of each discovering account.
+    found: HashMap<String, Vec<Project>>,
+}
+
+impl Discovered {
+    /// The configuration with the discovered projects added.
+    fn effective(&self) -> Settings {
+        discover::expand(&self.base, &self.found)
+    }
+
+    /// A discovery ended: `true` when the scheduler must move to [`Discovered::effective`].
+    fn take(&mut self, done: Found, store: &Store) -> bool {
+        let discovering = self
+            .base
+            .accounts
+            .iter()
+            .any(|a| a.name == done.account && a.discover.is_some());
+        if !discovering {
+            return false;
+        }
+        match done.result {
+            Ok(projects) => {
+                store.set_discovered(&done.account, Some(projects.len()));
+                let before = self.found.get(&done.account);
+                if before == Some(&projects) {
+                    return false;
+                }
+                let old: std::collections::HashSet<&str> = before
+                    .map(|ps| ps.iter().map(|p| p.id.as_str()).collect())
+                    .unwrap_or_default();
+                let added = projects
+                    .iter()
+                    .filter(|p| !old.contains(p.id.as_str()))
+                    .count();
+                let removed = old.len() + added - projects.len();
+                tracing::info!(account = %done.account, projects = projects.len(), added, removed, "projects discovered");
+                self.found.insert(done.account, projects);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(account = %done.account, error = %e, "project discovery failed; the last list stays until the next refresh");
+                store.record_discovery_failure(&done.account, &done.region, e.reason());
+                false
+            }
+        }
+    }
+
+    /// A new configuration: lists of accounts that no longer discover are forgotten.
+    fn reloaded(&mut self, new: Settings, store: &Store) {
+        self.found.retain(|name, _| {
+            let keep = new
+                .accounts
+                .iter()
+                .any(|a| &a.name == name && a.discover.is_some());
+            if !keep {
+                store.set_discovered(name, None);
+            }
+            keep
+        });
+        self.base = new;
+    }
+}
+
+/// Owns the scheduler; reloads run here one at a time, whoever asked for them, and so do
+/// the changes discovery finds.
 async fn reload_loop(
-    mut requests: mpsc::Receiver<ReloadRequest>,
+    mut channels: Reloads,
     mut scheduler: Scheduler,
     loader: Option<Loader>,
-    mut listening: Vec<ListenAddress>,
+    base: Settings,
     store: Arc<Store>,
     cancel: CancellationToken,
 ) {
+    let mut listening = base.listen_addresses.clone();
+    let mut state = Discovered {
+        base,
+        found: HashMap::new(),
+    };
     loop {
         let reply = tokio::select! {
             () = cancel.cancelled() => return,
-            request = requests.recv() => match request {
+            done = channels.found.recv() => {
+                if let Some(done) = done {
+                    if state.take(done, &store) {
+                        scheduler.apply(&state.effective()).await;
+                    }
+                }
+                continue;
+            }
+            request = channels.requests.recv() => match request {
                 Some(reply) => reply,
                 None => return,
             },
@@ -234,13 +344,15 @@ async fn reload_loop(
                     };
                     tracing::warn!(running = %show(&listening), configured = %show(&new.listen_addresses), "web.listen_address changed; it takes effect at the next restart");
                 }
-                scheduler.apply(&new).await;
                 listening.clone_from(&new.listen_addresses);
                 tracing::info!(
                     targets = new.targets().count(),
                     accounts = new.accounts.len(),
                     "configuration reloaded"
                 );
+                state.reloaded(new, &store);
+                scheduler.apply(&state.effective()).await;
+                let _ = channels.discovery.send(Arc::new(state.base.clone()));
                 Ok(())
             }
         };

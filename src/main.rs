@@ -54,8 +54,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     match command {
-        Some(Command::CheckConfig) => print!("{}", scheduler::describe(&settings)),
+        Some(Command::CheckConfig { discover }) => {
+            if !discover || !discovers(&settings) {
+                print!("{}", scheduler::describe(&settings));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (effective, report, failed) = discover_all(&settings).await?;
+            print!("{report}{}", scheduler::describe(&effective));
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Some(Command::Once) => {
+            let settings = if discovers(&settings) {
+                let (effective, report, _) = discover_all(&settings).await?;
+                eprint!("{report}");
+                effective
+            } else {
+                settings
+            };
             let store = Arc::new(Store::new(settings.poll.stale_after));
             let failed = scheduler::poll_once(&settings, store.clone()).await?;
             std::io::stdout().write_all(&store.render())?;
@@ -86,6 +103,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether any account discovers its projects.
+fn discovers(settings: &Settings) -> bool {
+    settings.accounts.iter().any(|a| a.discover.is_some())
+}
+
+/// Discovers the projects of every discovering account once: the settings with them, what
+/// was found (one line per account and project), and how many discoveries failed.
+async fn discover_all(settings: &Settings) -> anyhow::Result<(Settings, String, usize)> {
+    use std::fmt::Write as _;
+    let http = hss_exporter::hss::http_client().context("cannot build the HTTP client")?;
+    let mut found = std::collections::HashMap::new();
+    let (mut report, mut failed) = (String::new(), 0);
+    for account in &settings.accounts {
+        let Some(done) =
+            scheduler::discover::discover_once(&http, account, settings.poll.timeout).await
+        else {
+            continue;
+        };
+        match done.result {
+            Ok(projects) => {
+                let _ = writeln!(
+                    report,
+                    "discovered for account {}: {} projects",
+                    done.account,
+                    projects.len()
+                );
+                for p in &projects {
+                    let _ = writeln!(report, "  {} {} (region {})", p.id, p.name, p.region);
+                }
+                found.insert(done.account, projects);
+            }
+            Err(e) => {
+                failed += 1;
+                let _ = writeln!(report, "discovery for account {} failed: {e}", done.account);
+            }
+        }
+    }
+    let effective = scheduler::discover::expand(settings, &found);
+    Ok((effective, report, failed))
 }
 
 /// Loads the configuration; on errors prints one line each to stderr and returns `None`.

@@ -115,6 +115,35 @@ pub struct AccountSection {
     /// What to poll.
     #[serde(default)]
     pub projects: Vec<ProjectSection>,
+    /// Also poll the projects the credential can see, found with IAM.
+    #[serde(default)]
+    pub discover: Option<DiscoverSection>,
+    /// Where projects are discovered: IAM's `GET /v3/auth/projects`; the global IAM
+    /// endpoint by default.
+    #[serde(default)]
+    pub iam_endpoint: Option<String>,
+}
+
+/// `discover:` of an account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverSection {
+    /// Only projects of these regions (and their sub-projects); all by default.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    /// One target per type for each discovered project; omitted: all types summed.
+    #[serde(default)]
+    pub registry_types: Option<Vec<String>>,
+    /// Also list each discovered project's registries one by one.
+    #[serde(default)]
+    pub registries: bool,
+    /// How often the project list is read again.
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// `auth:` of an account: exactly one of its keys.

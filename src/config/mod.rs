@@ -91,7 +91,29 @@ pub struct Account {
     pub targets: Vec<Target>,
     /// The projects whose registries it lists one by one (`registries: true`).
     pub listings: Vec<Listing>,
+    /// `endpoint` was set: discovered projects of every region use it too.
+    pub explicit_endpoint: bool,
+    /// Projects found with IAM, polled besides `targets`.
+    pub discover: Option<Discover>,
 }
+
+/// `discover:` of an account, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discover {
+    /// Only projects of these regions (and their sub-projects); `None`: every region.
+    pub regions: Option<Vec<String>>,
+    /// The targets of each discovered project: one per type, or `[None]` for all summed.
+    pub registry_types: Vec<Option<crate::model::RegistryType>>,
+    /// Also list each discovered project's registries.
+    pub registries: bool,
+    /// How often the project list is read again.
+    pub refresh: Duration,
+    /// Where the project list is read: `{iam_endpoint}/v3/auth/projects`.
+    pub iam_endpoint: Url,
+}
+
+/// IAM's global endpoint, where projects are discovered unless `iam_endpoint` says otherwise.
+pub const DEFAULT_DISCOVERY_IAM_ENDPOINT: &str = "https://iam.myhuaweicloud.com";
 
 impl Settings {
     /// Every target of every account.

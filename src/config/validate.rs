@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use url::Url;
 
-use super::file::{AccountSection, FileConfig};
-use super::{auth, Account, ConfigError, Env, PollSettings, Settings};
+use super::file::{AccountSection, DiscoverSection, FileConfig};
+use super::{auth, Account, ConfigError, Discover, Env, PollSettings, Settings};
 use super::{DEFAULT_LISTEN_ADDRESS, DEFAULT_RATE_LIMIT_PER_MINUTE, MAX_ID_LEN};
 use crate::model::{default_endpoint, ListenAddress, Listing, RegistryType, Target, KNOWN_REGIONS};
 
@@ -127,8 +127,21 @@ fn validate_account(
     }
     let credentials = auth::validate_auth(&format!("{at}.auth"), &raw.auth, &region, env, errors);
 
-    if raw.projects.is_empty() {
-        errors.push(format!("{at}.projects: at least one project is required"));
+    let discover = raw
+        .discover
+        .as_ref()
+        .and_then(|d| validate_discover(at, d, raw.iam_endpoint.as_deref(), errors));
+    if raw.discover.is_none() {
+        if raw.projects.is_empty() {
+            errors.push(format!(
+                "{at}.projects: at least one project is required (or discover)"
+            ));
+        }
+        if raw.iam_endpoint.is_some() {
+            errors.push(format!(
+                "{at}.iam_endpoint: only used by discover, which is not set"
+            ));
+        }
     }
     let mut targets: Vec<Target> = Vec::new();
     let mut seen: HashMap<Target, String> = HashMap::new();
@@ -150,30 +163,7 @@ fn validate_account(
         if let Some(eps) = &project.enterprise_project_id {
             check_id(&format!("{pat}.enterprise_project_id"), eps, errors);
         }
-        let types: Vec<Option<RegistryType>> = match &project.registry_types {
-            None => vec![None],
-            Some(list) if list.is_empty() => {
-                errors.push(format!(
-                    "{pat}.registry_types: empty list (omit the key to poll all types summed)"
-                ));
-                vec![]
-            }
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .filter_map(|(k, name)| {
-                    if let Ok(t) = name.parse::<RegistryType>() {
-                        Some(Some(t))
-                    } else {
-                        errors.push(format!(
-                        "{pat}.registry_types[{k}]: unknown value {name:?} (expected one of {})",
-                        RegistryType::expected()
-                    ));
-                        None
-                    }
-                })
-                .collect(),
-        };
+        let types = registry_types(&pat, project.registry_types.as_deref(), errors);
         if project.registries {
             let listing = Listing {
                 account: raw.name.clone(),
@@ -222,6 +212,82 @@ fn validate_account(
         credentials: credentials?,
         targets,
         listings,
+        explicit_endpoint: raw.endpoint.is_some(),
+        discover,
+    })
+}
+
+/// The targets of one project: one per listed type, or `[None]` (all summed) without a list.
+fn registry_types(
+    at: &str,
+    list: Option<&[String]>,
+    errors: &mut Vec<String>,
+) -> Vec<Option<RegistryType>> {
+    match list {
+        None => vec![None],
+        Some([]) => {
+            errors.push(format!(
+                "{at}.registry_types: empty list (omit the key to poll all types summed)"
+            ));
+            vec![]
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(k, name)| {
+                if let Ok(t) = name.parse::<RegistryType>() {
+                    Some(Some(t))
+                } else {
+                    errors.push(format!(
+                        "{at}.registry_types[{k}]: unknown value {name:?} (expected one of {})",
+                        RegistryType::expected()
+                    ));
+                    None
+                }
+            })
+            .collect(),
+    }
+}
+
+fn validate_discover(
+    at: &str,
+    raw: &DiscoverSection,
+    iam_endpoint: Option<&str>,
+    errors: &mut Vec<String>,
+) -> Option<Discover> {
+    let before = errors.len();
+    let at = format!("{at}.discover");
+    if let Some(regions) = &raw.regions {
+        if regions.is_empty() {
+            errors.push(format!(
+                "{at}.regions: empty list (omit the key to discover every region)"
+            ));
+        }
+        for (k, r) in regions.iter().enumerate() {
+            if !crate::model::is_region_name(r) {
+                errors.push(format!(
+                    "{at}.regions[{k}]: {r:?} is not a region name (such as cn-north-4)"
+                ));
+            }
+        }
+    }
+    let registry_types = registry_types(&at, raw.registry_types.as_deref(), errors);
+    if raw.refresh.is_zero() {
+        errors.push(format!("{at}.refresh: must be greater than zero"));
+    }
+    let iam_endpoint = match iam_endpoint {
+        Some(e) => parse_endpoint(&at.replace(".discover", ".iam_endpoint"), e, errors),
+        None => Url::parse(super::DEFAULT_DISCOVERY_IAM_ENDPOINT).ok(),
+    };
+    if errors.len() != before {
+        return None;
+    }
+    Some(Discover {
+        regions: raw.regions.clone(),
+        registry_types,
+        registries: raw.registries,
+        refresh: raw.refresh,
+        iam_endpoint: iam_endpoint?,
     })
 }
 

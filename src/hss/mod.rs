@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 mod error;
+pub mod iam;
 pub mod registries;
 pub mod request;
 pub mod signer;

@@ -126,6 +126,41 @@ impl Store {
         self.changed();
     }
 
+    /// Makes the series of these (account, region) pairs exist from the start, with or
+    /// without targets (an account whose projects are all discovered).
+    pub fn add_accounts<'a>(&self, accounts: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        for (account, region) in accounts {
+            self.own.add_account(account, region);
+        }
+        self.changed();
+    }
+
+    /// Removes the series of every account not in `keep`.
+    pub fn retain_accounts(&self, keep: &HashSet<(&str, &str)>) {
+        for (account, region) in self.own.live_accounts() {
+            if !keep.contains(&(account.as_str(), region.as_str())) {
+                self.own.remove_account(&account, &region);
+                if !keep.iter().any(|(a, _)| *a == account) {
+                    self.own.set_discovered(&account, None);
+                }
+            }
+        }
+        self.changed();
+    }
+
+    /// How many projects the last discovery of `account` found (`None`: it no longer
+    /// discovers).
+    pub fn set_discovered(&self, account: &str, projects: Option<usize>) {
+        self.own.set_discovered(account, projects);
+        self.changed();
+    }
+
+    /// A failed discovery of `account`: counted in `hss_exporter_poll_errors_total`.
+    pub fn record_discovery_failure(&self, account: &str, region: &str, reason: Reason) {
+        self.own.record_poll_error(account, region, reason);
+        self.changed();
+    }
+
     /// The outcome of loading the configuration, at start-up or on reload.
     pub fn record_reload(&self, ok: bool) {
         self.own.record_reload(ok);

@@ -33,6 +33,8 @@ pub(super) struct SelfMetrics {
     duration: HistogramVec,
     /// `hss_exporter_registry_listings_truncated_total{account,region}`.
     truncated: IntCounterVec,
+    /// `hss_exporter_discovered_projects{account}`.
+    discovered: IntGaugeVec,
     /// `hss_exporter_config_last_reload_successful`; a vector without labels, so that it is
     /// absent until a configuration is loaded (`once` never reports one).
     reload_ok: IntGaugeVec,
@@ -86,6 +88,13 @@ impl SelfMetrics {
             ),
             &account_labels,
         ));
+        let discovered = valid(IntGaugeVec::new(
+            Opts::new(
+                "hss_exporter_discovered_projects",
+                "Projects of the account's last successful IAM discovery that are polled.",
+            ),
+            &["account"],
+        ));
         let build_info = valid(IntGaugeVec::new(
             Opts::new(
                 "hss_exporter_build_info",
@@ -127,6 +136,7 @@ impl SelfMetrics {
             Box::new(poll_errors.clone()),
             Box::new(duration.clone()),
             Box::new(truncated.clone()),
+            Box::new(discovered.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("unique metric");
@@ -139,6 +149,7 @@ impl SelfMetrics {
             poll_errors,
             duration,
             truncated,
+            discovered,
             reload_ok,
             reload_at,
             stale_after: stale_after_seconds,
@@ -209,6 +220,21 @@ impl SelfMetrics {
         self.duration
             .with_label_values(&[account, region])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Every (account, region) configured now.
+    pub(super) fn live_accounts(&self) -> Vec<(String, String)> {
+        self.live().iter().cloned().collect()
+    }
+
+    /// How many projects an account's discovery found; `None` removes the series.
+    pub(super) fn set_discovered(&self, account: &str, projects: Option<usize>) {
+        match projects {
+            Some(n) => self.discovered.with_label_values(&[account]).set(n as i64),
+            None => {
+                let _ = self.discovered.remove_label_values(&[account]);
+            }
+        }
     }
 
     /// The listing counters of an account that lists registries, at 0 from the start.

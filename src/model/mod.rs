@@ -10,7 +10,9 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use listen::ListenAddress;
-pub use regions::{default_endpoint, default_iam_endpoint, KNOWN_REGIONS};
+pub use regions::{
+    default_endpoint, default_iam_endpoint, is_region_name, region_of_project_name, KNOWN_REGIONS,
+};
 pub use registry::{sanitize_label, Listing, Registry, RegistryStatus, MAX_LABEL_CHARS};
 
 use crate::secret::Secret;

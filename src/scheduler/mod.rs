@@ -6,6 +6,7 @@
 
 mod backoff;
 pub mod budget;
+pub mod discover;
 mod limiter;
 pub mod plan;
 mod schedule;
@@ -158,6 +159,12 @@ impl Scheduler {
             workers: HashMap::new(),
             first_polls: FirstPolls::new(groups.len()),
         };
+        store.add_accounts(
+            settings
+                .accounts
+                .iter()
+                .map(|a| (a.name.as_str(), a.region.as_str())),
+        );
         store.add_targets(settings.targets());
         store.add_listings(settings.listings());
         for group in groups {
@@ -238,6 +245,13 @@ impl Scheduler {
         self.shared.store.retain_listings(&keep_listings);
         let keep: HashSet<&Target> = settings.targets().collect();
         self.shared.store.retain_targets(&keep);
+        let accounts: HashSet<(&str, &str)> = settings
+            .accounts
+            .iter()
+            .map(|a| (a.name.as_str(), a.region.as_str()))
+            .collect();
+        self.shared.store.retain_accounts(&accounts);
+        self.shared.store.add_accounts(accounts.iter().copied());
         self.shared.store.add_targets(settings.targets());
         self.shared.store.add_listings(settings.listings());
         for plan in added {

@@ -78,8 +78,9 @@ struct Member {
 pub(super) struct Worker {
     /// The budget in logs: kind and fingerprint of the credential, and the gateway.
     label: String,
-    /// The group's accounts by name.
-    members: HashMap<String, Member>,
+    /// The group's accounts by name and region (one account's discovered projects of
+    /// several regions share a gateway when its endpoint is set).
+    members: HashMap<(String, String), Member>,
     /// The HTTP client (for a new [`HssClient`] when credentials change), the store and
     /// the global cap.
     shared: Shared,
@@ -135,14 +136,18 @@ impl Worker {
 
     /// The members of the plan, keeping the clients of `old` whose account's endpoint and
     /// credentials stay the same (pass none when the timeout changed).
-    fn build_members(&self, old: &HashMap<String, Member>) -> HashMap<String, Member> {
+    fn build_members(
+        &self,
+        old: &HashMap<(String, String), Member>,
+    ) -> HashMap<(String, String), Member> {
         let timeout = self.plan.poll.timeout;
         self.plan
             .group
             .accounts
             .iter()
             .map(|account| {
-                let client = match old.get(&account.name) {
+                let key = (account.name.clone(), account.region.clone());
+                let client = match old.get(&key) {
                     Some(m)
                         if m.account.endpoint == account.endpoint
                             && m.account.credentials == account.credentials =>
@@ -160,7 +165,7 @@ impl Worker {
                     account: account.clone(),
                     client,
                 };
-                (account.name.clone(), member)
+                (key, member)
             })
             .collect()
     }
@@ -170,7 +175,8 @@ impl Worker {
     fn replan(&mut self, plan: Plan) {
         let timeout_changed = plan.poll.timeout != self.plan.poll.timeout;
         let new_credentials = plan.group.accounts.iter().any(|a| {
-            self.members.get(&a.name).is_some_and(|m| {
+            let key = (a.name.clone(), a.region.clone());
+            self.members.get(&key).is_some_and(|m| {
                 m.account.credentials != a.credentials || m.account.endpoint != a.endpoint
             })
         });
@@ -241,7 +247,13 @@ impl Worker {
             let now = Instant::now();
             let once = self.updates.is_none();
             let Some((job, due)) = self.next_job(now, once) else {
-                return self.told_first_polls();
+                self.told_first_polls();
+                // Nothing to poll (yet): an account whose projects are all discovered waits
+                // for them.
+                if once || !self.wait(now + Duration::from_secs(86_400)).await {
+                    return;
+                }
+                continue;
             };
             if once && self.suspended() {
                 let why = "not polled: account suspended after repeated authentication failures";
@@ -320,7 +332,8 @@ impl Worker {
     /// One poll of entry `i`, with its allowed retries; `None` when cancelled.
     async fn poll(&mut self, i: usize) -> Option<()> {
         let target = self.schedule.key(i).clone();
-        let Some(member) = self.members.get(&target.account) else {
+        let key = (target.account.clone(), target.region.clone());
+        let Some(member) = self.members.get(&key) else {
             return Some(());
         };
         let (client, region) = (member.client.clone(), member.account.region.clone());
@@ -349,7 +362,8 @@ impl Worker {
     /// failed page fails the whole listing: never a partial truth. `None` when cancelled.
     async fn list(&mut self, i: usize) -> Option<()> {
         let listing = self.listings.key(i).clone();
-        let Some(member) = self.members.get(&listing.account) else {
+        let key = (listing.account.clone(), listing.region.clone());
+        let Some(member) = self.members.get(&key) else {
             return Some(());
         };
         let (client, region) = (member.client.clone(), member.account.region.clone());

@@ -34,6 +34,8 @@ pub struct FaultRule {
     pub listing: Option<bool>,
     /// Matches requests whose raw query string contains this.
     pub query: Option<String>,
+    /// Matches IAM's project listing instead of HSS calls.
+    pub iam: bool,
     /// Of every `period` matches, the first `burst` fire.
     pub period: u32,
     /// See `period`.
@@ -55,6 +57,7 @@ impl FaultRule {
             registry_type: None,
             listing: None,
             query: None,
+            iam: false,
             period: 1,
             burst: 1,
             times: None,
@@ -78,6 +81,12 @@ impl FaultRule {
     #[must_use]
     pub fn listing(mut self, listing: bool) -> Self {
         self.listing = Some(listing);
+        self
+    }
+    /// For IAM's project listing (`GET /v3/auth/projects`) instead of HSS calls.
+    #[must_use]
+    pub fn iam(mut self) -> Self {
+        self.iam = true;
         self
     }
     /// Only for requests whose raw query string contains `text` (`offset=200`).
@@ -106,8 +115,10 @@ impl FaultRule {
         registry_type: Option<&str>,
         listing: bool,
         query: &str,
+        iam: bool,
     ) -> bool {
-        let project_ok = self.project_id.as_deref().is_none_or(|p| p == project_id)
+        let project_ok = self.iam == iam
+            && self.project_id.as_deref().is_none_or(|p| p == project_id)
             && self.listing.is_none_or(|l| l == listing)
             && self.query.as_deref().is_none_or(|q| query.contains(q));
         let type_ok = self

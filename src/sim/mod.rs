@@ -37,7 +37,7 @@ const MAX_REQUEST_BODY: usize = 64 * 1024;
 pub enum Service {
     /// The HSS statistics route.
     Hss,
-    /// IAM's token route.
+    /// IAM: tokens and the project listing.
     Iam,
 }
 
@@ -81,6 +81,8 @@ struct State {
     token_lifetime: Option<Duration>,
     /// (`project_id`, `enterprise_project_id`, type) → counts.
     stats: BTreeMap<(String, String, RegistryType), Statistics>,
+    /// IAM's projects: (id, name, enabled), in the order listed.
+    iam_projects: Vec<(String, String, bool)>,
     /// (`project_id`, `enterprise_project_id`) → registries, in the order listed.
     registries: BTreeMap<(String, String), Vec<Registry>>,
     rate_limit_per_minute: Option<u32>,
@@ -170,6 +172,21 @@ impl Sim {
             .stats
             .get(&(project_id.into(), eps.unwrap_or("0").into(), t))
             .copied()
+    }
+
+    /// A project IAM lists for every caller (`GET /v3/auth/projects`); replaces one with the
+    /// same ID.
+    pub fn put_iam_project(&self, id: &str, name: &str, enabled: bool) {
+        let mut s = self.state();
+        match s.iam_projects.iter_mut().find(|p| p.0 == id) {
+            Some(p) => *p = (id.into(), name.into(), enabled),
+            None => s.iam_projects.push((id.into(), name.into(), enabled)),
+        }
+    }
+
+    /// Removes a project from IAM's listing.
+    pub fn remove_iam_project(&self, id: &str) {
+        self.state().iam_projects.retain(|p| p.0 != id);
     }
 
     /// Sets the registries of one project and enterprise project (`None`: the default, `"0"`),
@@ -271,6 +288,9 @@ impl Sim {
         if path == "/v3/auth/tokens" && parts.method == Method::POST {
             return self.issue_token(&body);
         }
+        if path == "/v3/auth/projects" && parts.method == Method::GET {
+            return self.list_projects(&parts, &body).await;
+        }
         let segments: Vec<&str> = path.split('/').collect();
         match segments.as_slice() {
             ["", "v5", project, "image", "registries", "statistics"]
@@ -344,7 +364,7 @@ impl Sim {
                         Err((caller, error(429, "APIGW.0308", &format!("The throttling threshold has been reached: policy user over ratelimit,limit:{limit},time:1 minute"), &request_id)))
                     } else {
                         fault = s.faults.iter_mut().find_map(|r| {
-                            r.applies(project, registry_type.as_deref(), list, &raw_query)
+                            r.applies(project, registry_type.as_deref(), list, &raw_query, false)
                                 .then(|| r.fault.clone())
                         });
                         let answer = if list {
@@ -401,6 +421,94 @@ impl Sim {
         response
     }
 
+    /// IAM's `GET /v3/auth/projects`: any valid token (static, or issued for any scope) or an
+    /// AK/SK signature; every caller sees every project.
+    async fn list_projects(&self, parts: &http::request::Parts, body: &[u8]) -> Response<SimBody> {
+        let request_id = self.request_id();
+        let raw_query = parts.uri.query().unwrap_or("").to_string();
+        let mut fault = None;
+        let (caller, mut response) = {
+            let mut s = self.state();
+            let token = parts
+                .headers
+                .get("X-Auth-Token")
+                .and_then(|v| v.to_str().ok());
+            let caller = match token {
+                Some(t) => match (s.static_tokens.get(t), s.issued.get(t)) {
+                    (Some(owner), _) => Ok(owner.clone()),
+                    (None, Some(i)) if Instant::now() < i.expires => Ok(i.caller.clone()),
+                    _ => Err((String::new(), "token is not valid".to_string())),
+                },
+                None => authenticate(&s, parts, body, "", &[]),
+            };
+            match caller {
+                Err((caller, why)) => (
+                    caller,
+                    error(
+                        401,
+                        "IAM.0001",
+                        &format!("Incorrect IAM authentication information: {why}"),
+                        &request_id,
+                    ),
+                ),
+                Ok(caller) => {
+                    fault = s.faults.iter_mut().find_map(|r| {
+                        r.applies("", None, false, &raw_query, true)
+                            .then(|| r.fault.clone())
+                    });
+                    let projects: Vec<serde_json::Value> = s
+                        .iam_projects
+                        .iter()
+                        .map(|(id, name, enabled)| {
+                            let parent = name.split_once('_').map_or("domain-id", |(r, _)| r);
+                            serde_json::json!({
+                                "id": id, "name": name, "enabled": enabled, "is_domain": false,
+                                "description": "", "parent_id": parent, "domain_id": "domain-id",
+                                "links": {"self": format!("https://iam.myhuaweicloud.com/v3/projects/{id}")}
+                            })
+                        })
+                        .collect();
+                    (
+                        caller,
+                        json(
+                            200,
+                            &serde_json::json!({"projects": projects, "links": {"self": "https://iam.myhuaweicloud.com/v3/auth/projects"}}),
+                        ),
+                    )
+                }
+            }
+        };
+        match fault {
+            None => {}
+            Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            Some(Fault::Status(code)) => {
+                response = error(code, "IAM.0003", "simulated server error", &request_id);
+            }
+            Some(Fault::Throttle { .. }) => {
+                response = error(
+                    429,
+                    "APIGW.0308",
+                    "The throttling threshold has been reached",
+                    &request_id,
+                );
+            }
+            Some(Fault::Reset) => {
+                response = Response::new(SimBody::broken(Bytes::from_static(b"{\"projects\": [")));
+            }
+            Some(Fault::Body(text)) => response = Response::new(SimBody::full(Bytes::from(text))),
+        }
+        self.state().record(LogEntry {
+            at: Instant::now(),
+            service: Service::Iam,
+            caller,
+            project_id: String::new(),
+            path: parts.uri.path().to_string(),
+            query: raw_query,
+            status: response.status().as_u16(),
+        });
+        response
+    }
+
     fn issue_token(&self, body: &[u8]) -> Response<SimBody> {
         let request_id = self.request_id();
         let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
@@ -414,6 +522,8 @@ impl Sim {
             .as_str()
             .unwrap_or("")
             .to_string();
+        // A domain-scoped token: for IAM calls outside any project.
+        let domain_scope = v["auth"]["scope"]["domain"]["name"].as_str() == Some(domain);
         let mut s = self.state();
         let caller = format!("{domain}/{name}");
         let known = s.users.iter().any(|u| {
@@ -421,7 +531,7 @@ impl Sim {
                 && u.name == name
                 && bool::from(u.password.as_bytes().ct_eq(password.as_bytes()))
         });
-        let response = if !known || project_id.is_empty() {
+        let response = if !known || (project_id.is_empty() && !domain_scope) {
             let mut r = json(
                 401,
                 &serde_json::json!({"error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}}),

@@ -88,6 +88,8 @@ pub struct Account {
     rate_limit: Option<u32>,
     auth: String,
     projects: Vec<String>,
+    /// Extra account keys, as YAML lines (`discover`, `iam_endpoint`).
+    extra: Vec<String>,
 }
 
 /// Account `name` in `cn-north-4` on the simulator, signing with [`AK_SK`], no project yet.
@@ -99,6 +101,7 @@ pub fn account(name: &str) -> Account {
         rate_limit: None,
         auth: AK_SK.into(),
         projects: Vec::new(),
+        extra: Vec::new(),
     }
 }
 
@@ -124,6 +127,14 @@ impl Account {
     /// `auth:` as a YAML flow mapping, e.g. [`TOKEN`].
     pub fn auth(mut self, auth: &str) -> Self {
         self.auth = auth.into();
+        self
+    }
+
+    /// `discover:` as a YAML flow mapping, e.g. `{ regions: [cn-north-4], refresh: 5m }`,
+    /// with IAM on the simulator.
+    pub fn discover(mut self, discover: &str) -> Self {
+        self.extra.push(format!("    discover: {discover}\n"));
+        self.extra.push("    iam_endpoint: \"{API}\"\n".into());
         self
     }
 
@@ -172,7 +183,12 @@ impl Account {
             let _ = writeln!(out, "    rate_limit_per_minute: {n}");
         }
         let _ = writeln!(out, "    auth: {}", self.auth);
-        out.push_str("    projects:\n");
+        for e in &self.extra {
+            out.push_str(e);
+        }
+        if !self.projects.is_empty() {
+            out.push_str("    projects:\n");
+        }
         for p in &self.projects {
             out.push_str(p);
         }
