@@ -156,7 +156,7 @@ impl Exporter {
                 tracker.spawn(discover::run(settings_rx, found_tx, http, cancel.clone()));
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot build the HTTP client for IAM; no project discovery")
+                tracing::error!(error = %e, "cannot build the HTTP client for IAM; no project discovery");
             }
         }
         tracker.spawn(reload_loop(

@@ -313,7 +313,7 @@ fn encode(family: usize, listing: &Listing, status: &ListingStatus, out: &mut Ve
                             labels.push(("status", state.as_str()));
                             let on = r.status == Some(state);
                             line(out, name, &mut labels, |o| {
-                                o.push(if on { b'1' } else { b'0' })
+                                o.push(if on { b'1' } else { b'0' });
                             });
                         }
                     }

@@ -60,7 +60,10 @@ pub fn select(discover: &Discover, listed: &[IamProject]) -> Vec<Project> {
 /// polled as configured there: explicit entries win. Projects of the account's own region go
 /// to the account; those of another region to an account of the same name in that region,
 /// whose endpoint is derived from the region unless the account sets `endpoint`.
-pub fn expand(settings: &Settings, found: &HashMap<String, Vec<Project>>) -> Settings {
+pub fn expand<S: std::hash::BuildHasher>(
+    settings: &Settings,
+    found: &HashMap<String, Vec<Project>, S>,
+) -> Settings {
     let mut out = settings.clone();
     let mut extra: Vec<(usize, Account)> = Vec::new();
     for (i, account) in out.accounts.iter_mut().enumerate() {

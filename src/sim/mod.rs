@@ -25,7 +25,7 @@ pub use body::SimBody;
 pub use faults::{Fault, FaultRule};
 
 use crate::hss::signer;
-use crate::model::{Registry, RegistryType, Statistics};
+use crate::model::{Registry, RegistryStatus, RegistryType, Statistics};
 use body::{error, json};
 use gateway::authenticate;
 
@@ -663,7 +663,7 @@ impl State {
                     .ok()
                     .filter(|n| range.contains(n))
                     .ok_or_else(|| {
-                        error(
+                        Box::new(error(
                             400,
                             "HSS.1002",
                             &format!(
@@ -672,18 +672,18 @@ impl State {
                                 range.end()
                             ),
                             request_id,
-                        )
+                        ))
                     }),
             };
         // The API documents limit 10-200; whether it refuses or clamps other values is not
         // documented: the simulator refuses them.
         let limit = match number("limit", 10, 10..=200) {
             Ok(n) => n as usize,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let offset = match number("offset", 0, 0..=2_000_000) {
             Ok(n) => n as usize,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let eps = param("enterprise_project_id").unwrap_or("0");
         let types: Option<Vec<&str>> = param("registry_type").map(|t| t.split(',').collect());
@@ -691,7 +691,7 @@ impl State {
             param("registry_name").is_none_or(|n| r.name.contains(n))
                 && param("registry_id").is_none_or(|id| r.id == id)
                 && param("registry_addr").is_none_or(|a| r.addr.contains(a))
-                && param("status").is_none_or(|st| r.status.map(|s| s.as_str()) == Some(st))
+                && param("status").is_none_or(|st| r.status.map(RegistryStatus::as_str) == Some(st))
                 && types
                     .as_ref()
                     .is_none_or(|t| t.contains(&r.registry_type.as_str()))
