@@ -151,14 +151,7 @@ impl Exporter {
         // owns the scheduler.
         let (discovery, settings_rx) = watch::channel(Arc::new(settings.clone()));
         let (found_tx, found) = mpsc::channel(16);
-        match crate::hss::http_client() {
-            Ok(http) => {
-                tracker.spawn(discover::run(settings_rx, found_tx, http, cancel.clone()));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build the HTTP client for IAM; no project discovery");
-            }
-        }
+        tracker.spawn(discover::run(settings_rx, found_tx, cancel.clone()));
         tracker.spawn(reload_loop(
             Reloads {
                 requests,

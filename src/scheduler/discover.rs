@@ -176,10 +176,16 @@ fn key_of(account: &Account) -> Option<(Discover, crate::model::Credentials)> {
 pub async fn run(
     mut settings: watch::Receiver<Arc<Settings>>,
     found: mpsc::Sender<Found>,
-    http: reqwest::Client,
     cancel: CancellationToken,
 ) {
     type Key = (Discover, crate::model::Credentials);
+    let http = match crate::hss::http_client() {
+        Ok(http) => http,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client for IAM; no project discovery");
+            return;
+        }
+    };
     let mut due: HashMap<String, (Key, Instant)> = HashMap::new();
     loop {
         let current = settings.borrow_and_update().clone();
