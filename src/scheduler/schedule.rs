@@ -14,7 +14,7 @@
 //!   waits longer than the new interval; when it grows, nothing is polled earlier than
 //!   planned. Added targets get a first round of their own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 use std::time::Duration;
 
@@ -40,6 +40,10 @@ pub struct Schedule<K> {
     /// The budget's calls a minute: how fast a first round goes.
     per_minute: u32,
     entries: Vec<(K, Times)>,
+    /// (due, entry) of the entries in a first round, and of the others: the next entry is
+    /// found in O(log n), not by a scan of thousands at every poll.
+    firsts: BTreeSet<(Instant, usize)>,
+    regular: BTreeSet<(Instant, usize)>,
 }
 
 impl<K: Clone + Eq + Hash> Schedule<K> {
@@ -49,9 +53,31 @@ impl<K: Clone + Eq + Hash> Schedule<K> {
             interval,
             per_minute: per_minute.max(1),
             entries: Vec::new(),
+            firsts: BTreeSet::new(),
+            regular: BTreeSet::new(),
         };
         schedule.add_first_round(keys, now);
+        schedule.reindex();
         schedule
+    }
+
+    /// The index of entry `i`'s times.
+    fn index(&mut self, i: usize) -> &mut BTreeSet<(Instant, usize)> {
+        if self.entries[i].1.first {
+            &mut self.firsts
+        } else {
+            &mut self.regular
+        }
+    }
+
+    /// Builds both indexes again from the entries.
+    fn reindex(&mut self) {
+        self.firsts.clear();
+        self.regular.clear();
+        for i in 0..self.entries.len() {
+            let due = self.entries[i].1.due;
+            self.index(i).insert((due, i));
+        }
     }
 
     /// How many targets.
@@ -77,18 +103,23 @@ impl<K: Clone + Eq + Hash> Schedule<K> {
     /// The entry to poll next and when: the earliest due; among those already due at `now`,
     /// targets of a first round go before regular polls.
     pub fn next(&self, now: Instant) -> Option<(usize, Instant)> {
-        (0..self.entries.len())
-            .min_by_key(|&i| {
-                let t = &self.entries[i].1;
-                (t.due.max(now), !t.first, t.due)
-            })
-            .map(|i| (i, self.entries[i].1.due))
+        // The earliest of each index; between the two, the key is (due.max(now), !first,
+        // due), as if every entry were compared.
+        let first = self.firsts.first().map(|&(due, i)| ((due.max(now), false, due), i));
+        let regular = self.regular.first().map(|&(due, i)| ((due.max(now), true, due), i));
+        [first, regular]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, i)| (i, self.entries[i].1.due))
     }
 
     /// Entry `i` was polled at `at`: its next poll is its grid point in
     /// `[at + interval/2, at + 3·interval/2)`.
     pub fn polled(&mut self, i: usize, at: Instant) {
         let interval = self.interval;
+        let due = self.entries[i].1.due;
+        self.index(i).remove(&(due, i));
         let t = &mut self.entries[i].1;
         let earliest = at + interval / 2;
         let mut next = t.anchor;
@@ -109,6 +140,7 @@ impl<K: Clone + Eq + Hash> Schedule<K> {
             anchor: next,
             first: false,
         };
+        self.regular.insert((next, i));
     }
 
     /// Moves to a new target list and settings at `now`: kept keys keep their times (pulled
@@ -129,6 +161,7 @@ impl<K: Clone + Eq + Hash> Schedule<K> {
             self.pull_in(now);
         }
         self.add_first_round(added, now);
+        self.reindex();
     }
 
     /// After the interval shrank: the kept entries, in the order they are due, get at most
@@ -224,6 +257,44 @@ mod tests {
             }
             for pair in times[1..].windows(2) {
                 assert_eq!(pair[1] - pair[0], 300, "{key}: steady state");
+            }
+        }
+    }
+
+    /// The scan the indexes replace: the earliest due, first rounds first among those due.
+    fn scanned(s: &Schedule<u32>, now: Instant) -> Option<(usize, Instant)> {
+        (0..s.len())
+            .min_by_key(|&i| (s.due(i).max(now), !s.is_first(i), s.due(i)))
+            .map(|i| (i, s.due(i)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_indexed_next_is_the_scanned_next() {
+        let start = Instant::now();
+        let mut s = Schedule::new((0..40).collect::<Vec<u32>>(), 5 * MIN, 7, start);
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut now = start;
+        for step in 0..2000 {
+            now += Duration::from_millis(rnd(20_000));
+            assert_eq!(s.next(now), scanned(&s, now), "step {step}");
+            match rnd(10) {
+                0 => {
+                    let extra = 40 + rnd(5) as u32;
+                    let keys: Vec<u32> = (0..40).filter(|_| rnd(4) != 0).chain(40..extra).collect();
+                    let interval = if rnd(2) == 0 { 5 * MIN } else { MIN };
+                    s.replan(keys, interval, 1 + rnd(10) as u32, now);
+                }
+                _ => {
+                    if let Some((i, _)) = s.next(now) {
+                        s.polled(i, now);
+                    }
+                }
             }
         }
     }
