@@ -149,7 +149,7 @@ impl Exporter {
         store.record_reload(true);
         // Discovery runs beside polling; what it finds goes through the reload loop, which
         // owns the scheduler.
-        let (discovery, settings_rx) = watch::channel(Arc::new(settings.clone()));
+        let (discovery, settings_rx) = watch::channel(Arc::new(discovering(settings)));
         let (found_tx, found) = mpsc::channel(16);
         tracker.spawn(discover::run(settings_rx, found_tx, cancel.clone()));
         tracker.spawn(reload_loop(
@@ -160,7 +160,14 @@ impl Exporter {
             },
             scheduler,
             options.loader,
-            settings.clone(),
+            (
+                settings.listen_addresses.clone(),
+                settings
+                    .accounts
+                    .iter()
+                    .any(|a| a.discover.is_some())
+                    .then(|| settings.clone()),
+            ),
             store.clone(),
             cancel.clone(),
         ));
@@ -227,10 +234,30 @@ struct Reloads {
     discovery: watch::Sender<Arc<Settings>>,
 }
 
+/// Only the accounts of `settings` that discover, without their targets: what discovery
+/// needs to know, without a copy of thousands of targets.
+fn discovering(settings: &Settings) -> Settings {
+    Settings {
+        listen_addresses: settings.listen_addresses.clone(),
+        poll: settings.poll,
+        accounts: settings
+            .accounts
+            .iter()
+            .filter(|a| a.discover.is_some())
+            .map(|a| crate::config::Account {
+                targets: Vec::new(),
+                listings: Vec::new(),
+                ..a.clone()
+            })
+            .collect(),
+    }
+}
+
 /// The projects found by accounts that discover, and what the scheduler runs on.
 struct Discovered {
-    /// The loaded configuration.
-    base: Settings,
+    /// The loaded configuration, kept only while an account discovers (it is what the
+    /// found projects are added to).
+    base: Option<Settings>,
     /// The last successful discovery of each discovering account.
     found: HashMap<String, Vec<Project>>,
 }
@@ -238,16 +265,19 @@ struct Discovered {
 impl Discovered {
     /// The configuration with the discovered projects added.
     fn effective(&self) -> Settings {
-        discover::expand(&self.base, &self.found)
+        match &self.base {
+            Some(base) => discover::expand(base, &self.found),
+            None => unreachable!("only called while an account discovers"),
+        }
     }
 
     /// A discovery ended: `true` when the scheduler must move to [`Discovered::effective`].
     fn take(&mut self, done: Found, store: &Store) -> bool {
-        let discovering = self
-            .base
-            .accounts
-            .iter()
-            .any(|a| a.name == done.account && a.discover.is_some());
+        let discovering = self.base.as_ref().is_some_and(|base| {
+            base.accounts
+                .iter()
+                .any(|a| a.name == done.account && a.discover.is_some())
+        });
         if !discovering {
             return false;
         }
@@ -290,7 +320,11 @@ impl Discovered {
             }
             keep
         });
-        self.base = new;
+        self.base = new
+            .accounts
+            .iter()
+            .any(|a| a.discover.is_some())
+            .then_some(new);
     }
 }
 
@@ -300,11 +334,10 @@ async fn reload_loop(
     mut channels: Reloads,
     mut scheduler: Scheduler,
     loader: Option<Loader>,
-    base: Settings,
+    (mut listening, base): (Vec<ListenAddress>, Option<Settings>),
     store: Arc<Store>,
     cancel: CancellationToken,
 ) {
-    let mut listening = base.listen_addresses.clone();
     let mut state = Discovered {
         base,
         found: HashMap::new(),
@@ -343,9 +376,15 @@ async fn reload_loop(
                     accounts = new.accounts.len(),
                     "configuration reloaded"
                 );
-                state.reloaded(new, &store);
-                scheduler.apply(&state.effective()).await;
-                let _ = channels.discovery.send(Arc::new(state.base.clone()));
+                let discovery = discovering(&new);
+                state.reloaded(new.clone(), &store);
+                if state.base.is_some() {
+                    scheduler.apply(&state.effective()).await;
+                } else {
+                    scheduler.apply(&new).await;
+                }
+                drop(new);
+                let _ = channels.discovery.send(Arc::new(discovery));
                 Ok(())
             }
         };

@@ -392,3 +392,61 @@ async fn the_registries_of_a_project_are_bounded() {
     );
     exporter.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn turning_detail_off_on_reload_removes_its_series_and_on_again_brings_them_back() {
+    use hss_exporter::app::{Loader, Options};
+    use std::sync::{Arc, Mutex};
+    let (sim, server) = sim().await;
+    sim.set_registries(P1, None, (0..3).map(registry).collect());
+    let on = config(60).yaml().replace("{API}", &server.url());
+    let off = on.replace("        registries: true\n", "");
+    assert_ne!(on, off);
+    let yaml = Arc::new(Mutex::new(on.clone()));
+    let source = yaml.clone();
+    let loader: Loader =
+        Arc::new(move || hss_exporter::config::load_str(&source.lock().unwrap(), &env()));
+    let settings = loader().unwrap();
+    let exporter = start_exporter(
+        &settings,
+        Options {
+            loader: Some(loader),
+            ..Options::default()
+        },
+    )
+    .await;
+    slow_wait(&exporter, Duration::from_secs(30), "detail", |b| {
+        count(b, "hss_registry_info") == 3
+    })
+    .await;
+    *yaml.lock().unwrap() = off;
+    exporter.reload().await.expect("reload");
+    let body = scrape(&exporter).await;
+    for family in [
+        "hss_registry_info",
+        "hss_registry_status",
+        "hss_registry_detail_up",
+    ] {
+        assert_eq!(count(&body, family), 0, "{family} gone at once");
+    }
+    assert!(
+        !body.contains("# TYPE hss_registry_info"),
+        "no empty family either"
+    );
+    assert_eq!(
+        get(&body, "hss_registry_statistics_up", &{
+            let mut l = listing_labels(P1);
+            l.push(("registry_type", "all".into()));
+            l
+        }),
+        Some(1.0),
+        "the statistics stay"
+    );
+    *yaml.lock().unwrap() = on;
+    exporter.reload().await.expect("reload");
+    slow_wait(&exporter, Duration::from_secs(30), "detail back", |b| {
+        count(b, "hss_registry_info") == 3
+    })
+    .await;
+    exporter.shutdown().await;
+}

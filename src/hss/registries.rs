@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use super::auth::RequestAuth;
 use super::client::{Exchange, HssClient};
@@ -66,95 +66,91 @@ impl HssClient {
     }
 }
 
-fn bad(msg: String) -> ApiError {
-    ApiError::Decode(msg)
+/// A page as the API writes it: every field optional, unknown fields ignored, text
+/// borrowed from the body where it has no escapes (a page is decoded without building a
+/// tree of it first).
+#[derive(serde::Deserialize)]
+struct RawPage<'a> {
+    #[serde(default)]
+    total_num: Option<u64>,
+    #[serde(default, borrow)]
+    data_list: Option<Vec<RawRegistry<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawRegistry<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    registry_name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    registry_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    registry_addr: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    connect_cluster_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    fail_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    images_num: Option<u64>,
+    #[serde(default)]
+    latest_sync_time: Option<u64>,
 }
 
 /// Strict decoding of a page: every field may be absent (or null), but one that is present
-/// must have its documented type. Anything else fails the whole page.
+/// must have its documented type. Anything else fails the whole page, naming the field.
 pub fn decode_page(body: &[u8]) -> Result<Page, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| bad("body is not a JSON object".into()))?;
-    let total_num = match object.get("total_num") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| bad(format!("total_num is {v}, not a non-negative integer")))?,
-        ),
-    };
-    let items = match object.get("data_list") {
-        None | Some(Value::Null) => &[][..],
-        Some(Value::Array(items)) => items.as_slice(),
-        Some(v) => return Err(bad(format!("data_list is {}, not a list", short(v)))),
-    };
-    let registries = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let at = format!("data_list[{i}]");
-            let fields = item
-                .as_object()
-                .ok_or_else(|| bad(format!("{at} is {}, not an object", short(item))))?;
-            registry(&at, fields)
+    // serde would take a list for the struct too: only an object is a page.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let what = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            "body is not the expected JSON object"
+        } else {
+            "body is not JSON"
+        };
+        return Err(ApiError::Decode(what.into()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw: RawPage = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ApiError::Decode(if path == "." || path.is_empty() {
+            format!("body is not the expected JSON object: {inner}")
+        } else {
+            format!("{path}: {inner}")
         })
-        .collect::<Result<Vec<_>, _>>()?;
+    })?;
+    de.end()
+        .map_err(|e| ApiError::Decode(format!("body is not JSON: {e}")))?;
+    let text = |v: Option<Cow<'_, str>>| v.as_deref().map(sanitize_label).unwrap_or_default();
+    let registries = raw
+        .data_list
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            Ok(Registry {
+                id: text(r.id),
+                name: text(r.registry_name),
+                registry_type: text(r.registry_type),
+                addr: text(r.registry_addr),
+                connect_cluster_id: text(r.connect_cluster_id),
+                status: r.status.as_deref().and_then(RegistryStatus::parse),
+                fail_reason: text(r.fail_reason),
+                images_num: r.images_num,
+                latest_sync_time_ms: match r.latest_sync_time {
+                    None => None,
+                    Some(t) => Some(i64::try_from(t).map_err(|_| {
+                        ApiError::Decode(format!("latest_sync_time {t} is out of range"))
+                    })?),
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(Page {
-        total_num,
+        total_num: raw.total_num,
         registries,
     })
-}
-
-fn registry(at: &str, fields: &Map<String, Value>) -> Result<Registry, ApiError> {
-    let text = |name: &str| -> Result<String, ApiError> {
-        match fields.get(name) {
-            None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(s)) => Ok(sanitize_label(s)),
-            Some(v) => Err(bad(format!("{at}.{name} is {}, not a string", short(v)))),
-        }
-    };
-    let status = text("status")?;
-    let images_num = match fields.get("images_num") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            bad(format!(
-                "{at}.images_num is {}, not a non-negative integer",
-                short(v)
-            ))
-        })?),
-    };
-    let latest_sync_time_ms = match fields.get("latest_sync_time") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_i64().filter(|t| *t >= 0).ok_or_else(|| {
-            bad(format!(
-                "{at}.latest_sync_time is {}, not a time in milliseconds",
-                short(v)
-            ))
-        })?),
-    };
-    Ok(Registry {
-        id: text("id")?,
-        name: text("registry_name")?,
-        registry_type: text("registry_type")?,
-        addr: text("registry_addr")?,
-        connect_cluster_id: text("connect_cluster_id")?,
-        status: RegistryStatus::parse(&status),
-        fail_reason: text("fail_reason")?,
-        images_num,
-        latest_sync_time_ms,
-    })
-}
-
-/// A JSON value for an error message, cut short.
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]
@@ -209,25 +205,35 @@ mod tests {
     #[test]
     fn a_malformed_page_is_a_decode_error_naming_the_field() {
         for (body, wanted) in [
-            (&b"<html>"[..], "not JSON"),
-            (b"[]", "not a JSON object"),
-            (br#"{"total_num": -1}"#, "total_num is -1"),
-            (br#"{"total_num": "3"}"#, "total_num is \"3\""),
-            (br#"{"data_list": {}}"#, "data_list is {}, not a list"),
-            (br#"{"data_list": [1]}"#, "data_list[0] is 1, not an object"),
+            (&b"<html>"[..], "body is not JSON"),
+            (b"[]", "body is not the expected JSON object"),
+            (br#"{"total_num": 1} trailing"#, "body is not JSON"),
+            (
+                br#"{"total_num": -1}"#,
+                "total_num: invalid value: integer `-1`",
+            ),
+            (br#"{"total_num": "3"}"#, "total_num: invalid type: string"),
+            (br#"{"data_list": {}}"#, "data_list: invalid type: map"),
+            (
+                br#"{"data_list": [1]}"#,
+                "data_list[0]: invalid type: integer `1`",
+            ),
             (
                 br#"{"data_list": [{"id": 7}]}"#,
-                "data_list[0].id is 7, not a string",
+                "data_list[0].id: invalid type: integer `7`",
             ),
             (
                 br#"{"data_list": [{"id": "a"}, {"images_num": -2}]}"#,
-                "data_list[1].images_num is -2",
+                "data_list[1].images_num: invalid value: integer `-2`",
             ),
             (
                 br#"{"data_list": [{"latest_sync_time": "yesterday"}]}"#,
-                "data_list[0].latest_sync_time is \"yesterday\"",
+                "data_list[0].latest_sync_time: invalid type: string",
             ),
-            (br#"{"data_list": [{"status": true}]}"#, "status is true"),
+            (
+                br#"{"data_list": [{"status": true}]}"#,
+                "data_list[0].status: invalid type: boolean `true`",
+            ),
         ] {
             let err = decode_page(body).unwrap_err();
             assert_eq!(err.reason().as_str(), "decode");

@@ -56,8 +56,14 @@ const LAST_SUCCESS: usize = 6;
 pub struct ListingStatus {
     /// `None` until the first listing ends.
     pub up: Option<bool>,
-    /// The registries of the last successful listing, sorted by ID.
-    pub registries: Option<Arc<Vec<Registry>>>,
+    /// How many registries the last successful listing had.
+    pub registries: Option<usize>,
+    /// The registries of the last successful listing, sorted by ID, until their lines are
+    /// encoded: the lines are what is kept, not the registries too.
+    pending: Option<Arc<Vec<Registry>>>,
+    /// A hash of the last successful listing's registries: a listing with the same ones
+    /// changes no line.
+    digest: Option<u64>,
     /// When the last successful listing ended.
     pub last_success: Option<SystemTime>,
     /// Monotonic twin of `last_success`, what staleness is measured with.
@@ -130,12 +136,20 @@ impl Listings {
             return false;
         };
         registries.sort_by(|a, b| a.id.cmp(&b.id));
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            registries.hash(&mut h);
+            h.finish()
+        };
         let s = &mut entry.status;
-        let same = !s.stale && s.registries.as_deref() == Some(&registries);
+        let same = !s.stale && s.digest == Some(digest);
         let was_up = s.up;
         s.up = Some(true);
         if !same {
-            s.registries = Some(Arc::new(registries));
+            s.registries = Some(registries.len());
+            s.digest = Some(digest);
+            s.pending = Some(Arc::new(registries));
         }
         s.last_success = Some(SystemTime::now());
         s.last_success_at = Some(Instant::now());
@@ -228,6 +242,12 @@ impl Listings {
             out.push(header.clone());
             out.push(run);
         }
+        // Every family is encoded now: the registries themselves are no longer needed.
+        for entry in self.map.values_mut() {
+            if entry.encoded[REGISTRY_FAMILIES].iter().all(Option::is_some) {
+                entry.status.pending = None;
+            }
+        }
         out
     }
 }
@@ -291,7 +311,7 @@ fn encode(family: usize, listing: &Listing, status: &ListingStatus, out: &mut Ve
             }
         }
         _ => {
-            let Some(registries) = status.registries.as_deref().filter(|_| !status.stale) else {
+            let Some(registries) = status.pending.as_deref().filter(|_| !status.stale) else {
                 return;
             };
             for r in registries {

@@ -76,7 +76,7 @@ impl RegistryStatus {
 
 /// One registry of a listing. Text fields the API left out are empty; they become empty
 /// label values, never a failed poll.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Registry {
     /// `id`: the `registry_id` label, what every per-registry series is keyed by.
     pub id: String,

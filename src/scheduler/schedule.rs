@@ -105,8 +105,14 @@ impl<K: Clone + Eq + Hash> Schedule<K> {
     pub fn next(&self, now: Instant) -> Option<(usize, Instant)> {
         // The earliest of each index; between the two, the key is (due.max(now), !first,
         // due), as if every entry were compared.
-        let first = self.firsts.first().map(|&(due, i)| ((due.max(now), false, due), i));
-        let regular = self.regular.first().map(|&(due, i)| ((due.max(now), true, due), i));
+        let first = self
+            .firsts
+            .first()
+            .map(|&(due, i)| ((due.max(now), false, due), i));
+        let regular = self
+            .regular
+            .first()
+            .map(|&(due, i)| ((due.max(now), true, due), i));
         [first, regular]
             .into_iter()
             .flatten()
