@@ -154,10 +154,13 @@ impl Params {
             )
         };
         let number = |s: &str| {
-            s.trim().replace('_', "").parse::<usize>().unwrap_or_else(|_| {
-                eprintln!("bench: HSS_BENCH_TARGETS: {s:?} is not a number");
-                std::process::exit(2)
-            })
+            s.trim()
+                .replace('_', "")
+                .parse::<usize>()
+                .unwrap_or_else(|_| {
+                    eprintln!("bench: HSS_BENCH_TARGETS: {s:?} is not a number");
+                    std::process::exit(2)
+                })
         };
         let targets = std::env::var("HSS_BENCH_TARGETS")
             .unwrap_or_else(|_| "1000,10000,10000:10000".into())

@@ -150,10 +150,7 @@ pub fn render(r: &Report) -> String {
         "#### {} targets{} ({} accounts, poll.interval {}, rate_limit_per_minute {})\n",
         thousands(r.n),
         if r.registries > 0 {
-            format!(
-                " + {} registries listed in detail",
-                thousands(r.registries)
-            )
+            format!(" + {} registries listed in detail", thousands(r.registries))
         } else {
             String::new()
         },

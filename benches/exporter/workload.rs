@@ -99,9 +99,14 @@ fn registries_of(a: usize, count: usize) -> Vec<Registry> {
         .map(|i| {
             let failing = i % 10 == 0;
             Registry {
-                id: format!("{a:02}{i:06}-{:08x}", mix((a * 1_000_000 + i) as u64) as u32),
+                id: format!(
+                    "{a:02}{i:06}-{:08x}",
+                    mix((a * 1_000_000 + i) as u64) as u32
+                ),
                 name: format!("registry-{a}-{i}"),
-                registry_type: RegistryType::ALL[i % RegistryType::ALL.len()].as_str().into(),
+                registry_type: RegistryType::ALL[i % RegistryType::ALL.len()]
+                    .as_str()
+                    .into(),
                 addr: format!("registry-{a}-{i}.example.com"),
                 connect_cluster_id: format!("cluster-{}", i % 4),
                 status: Some(if failing {
@@ -257,13 +262,7 @@ impl Workload {
         let config = ctx.dir.join(format!("config-{n}.yaml"));
         std::fs::write(
             &config,
-            config_yaml(
-                &accounts,
-                &server.url(),
-                p.interval,
-                rate,
-                case.registries,
-            ),
+            config_yaml(&accounts, &server.url(), p.interval, rate, case.registries),
         )
         .unwrap_or_else(|e| fail(format!("cannot write the config: {e}")));
         let trivial_accounts = layout(1, 1);
@@ -360,8 +359,7 @@ impl Workload {
             .registries
             .div_ceil(self.accounts.len())
             .div_ceil(200);
-        let rate =
-            (((per_account + pages) as f64) * 60.0 / interval.as_secs_f64()).ceil() as u32;
+        let rate = (((per_account + pages) as f64) * 60.0 / interval.as_secs_f64()).ceil() as u32;
         let config = self
             .config
             .with_file_name(format!("config-{}-realistic.yaml", self.case.n));
