@@ -179,13 +179,8 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     type Key = (Discover, crate::model::Credentials);
-    let http = match crate::hss::http_client() {
-        Ok(http) => http,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client for IAM; no project discovery");
-            return;
-        }
-    };
+    // Built when an account first discovers: its TLS roots cost memory nobody else needs.
+    let mut http: Option<reqwest::Client> = None;
     let mut due: HashMap<String, (Key, Instant)> = HashMap::new();
     loop {
         let current = settings.borrow_and_update().clone();
@@ -211,9 +206,19 @@ pub async fn run(
                 continue;
             }
             let refresh = key.0.refresh;
+            if http.is_none() {
+                match crate::hss::http_client() {
+                    Ok(client) => http = Some(client),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot build the HTTP client for IAM; no project discovery");
+                        return;
+                    }
+                }
+            }
+            let Some(http) = http.as_ref() else { return };
             let done = tokio::select! {
                 () = cancel.cancelled() => return,
-                done = discover_once(&http, account, current.poll.timeout) => done,
+                done = discover_once(http, account, current.poll.timeout) => done,
             };
             if let Some(done) = done {
                 if found.send(done).await.is_err() {
