@@ -1,20 +1,25 @@
 //! Wires the parts together: config → scheduler → client → metrics store → HTTP, and
 //! reloads: a new configuration is validated whole, then handed to the scheduler.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use anyhow::{anyhow, Context as _};
+
+use crate::cli::Cli;
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Store;
 use crate::model::ListenAddress;
 use crate::reload::{ReloadError, ReloadHandle, ReloadRequest};
+use crate::scheduler::discover::{self, Found, Project};
 use crate::scheduler::{self, Scheduler};
 use crate::web;
 
@@ -58,6 +63,29 @@ pub struct Options {
     pub enable_lifecycle: bool,
     /// TLS and basic auth for the web endpoints (`--web.config.file`).
     pub web: Option<Arc<web::Security>>,
+}
+
+impl Options {
+    /// How the command line says the endpoints are served: the telemetry path, the
+    /// lifecycle API, the web config (read and checked now).
+    pub fn from_cli(cli: &Cli) -> anyhow::Result<Options> {
+        let path = &cli.telemetry_path;
+        web::check_telemetry_path(path).map_err(|e| anyhow!("--web.telemetry-path: {e}"))?;
+        let security = match &cli.web_config_file {
+            None => None,
+            Some(file) => {
+                let security = web::Security::load(file).context("--web.config.file")?;
+                tracing::info!(file = %file.display(), ?security, "web endpoints protected");
+                Some(Arc::new(security))
+            }
+        };
+        Ok(Options {
+            telemetry_path: path.clone(),
+            loader: None,
+            enable_lifecycle: cli.enable_lifecycle,
+            web: security,
+        })
+    }
 }
 
 impl Default for Options {
@@ -144,11 +172,32 @@ impl Exporter {
         };
         let first_polls = scheduler.first_polls();
         store.record_reload(true);
+        // Discovery runs beside polling; what it finds goes through the reload loop, which
+        // owns the scheduler.
+        let (discovery, settings_rx) = watch::channel(Arc::new(discovering(settings)));
+        let (found_tx, found) = mpsc::channel(16);
+        tracker.spawn(discover::run(
+            settings_rx,
+            found_tx,
+            scheduler.http_clients(),
+            cancel.clone(),
+        ));
         tracker.spawn(reload_loop(
-            requests,
+            Reloads {
+                requests,
+                found,
+                discovery,
+            },
             scheduler,
             options.loader,
-            settings.listen_addresses.clone(),
+            (
+                settings.listen_addresses.clone(),
+                settings
+                    .accounts
+                    .iter()
+                    .any(|a| a.discover.is_some())
+                    .then(|| settings.clone()),
+            ),
             store.clone(),
             cancel.clone(),
         ));
@@ -205,19 +254,136 @@ async fn load(loader: Option<&Loader>) -> Result<Settings, ReloadError> {
     }
 }
 
-/// Owns the scheduler; reloads run here one at a time, whoever asked for them.
+/// What the reload loop listens to and tells.
+struct Reloads {
+    /// Reload requests (SIGHUP, `/-/reload`).
+    requests: mpsc::Receiver<ReloadRequest>,
+    /// What discovery found.
+    found: mpsc::Receiver<Found>,
+    /// The loaded configuration, for discovery.
+    discovery: watch::Sender<Arc<Settings>>,
+}
+
+/// Only the accounts of `settings` that discover, without their targets: what discovery
+/// needs to know, without a copy of thousands of targets.
+fn discovering(settings: &Settings) -> Settings {
+    Settings {
+        listen_addresses: settings.listen_addresses.clone(),
+        poll: settings.poll,
+        accounts: settings
+            .accounts
+            .iter()
+            .filter(|a| a.discover.is_some())
+            .map(|a| crate::config::Account {
+                targets: Vec::new(),
+                listings: Vec::new(),
+                ..a.clone()
+            })
+            .collect(),
+    }
+}
+
+/// The projects found by accounts that discover, and what the scheduler runs on.
+struct Discovered {
+    /// The loaded configuration, kept only while an account discovers (it is what the
+    /// found projects are added to).
+    base: Option<Settings>,
+    /// The last successful discovery of each discovering account.
+    found: HashMap<String, Vec<Project>>,
+}
+
+impl Discovered {
+    /// The configuration with the discovered projects added.
+    fn effective(&self) -> Settings {
+        match &self.base {
+            Some(base) => discover::expand(base, &self.found),
+            None => unreachable!("only called while an account discovers"),
+        }
+    }
+
+    /// A discovery ended: `true` when the scheduler must move to [`Discovered::effective`].
+    fn take(&mut self, done: Found, store: &Store) -> bool {
+        let discovering = self.base.as_ref().is_some_and(|base| {
+            base.accounts
+                .iter()
+                .any(|a| a.name == done.account && a.discover.is_some())
+        });
+        if !discovering {
+            return false;
+        }
+        match done.result {
+            Ok(projects) => {
+                store.set_discovered(&done.account, Some(projects.len()));
+                let before = self.found.get(&done.account);
+                if before == Some(&projects) {
+                    return false;
+                }
+                let old: std::collections::HashSet<&str> = before
+                    .map(|ps| ps.iter().map(|p| p.id.as_str()).collect())
+                    .unwrap_or_default();
+                let added = projects
+                    .iter()
+                    .filter(|p| !old.contains(p.id.as_str()))
+                    .count();
+                let removed = old.len() + added - projects.len();
+                tracing::info!(account = %done.account, projects = projects.len(), added, removed, "projects discovered");
+                self.found.insert(done.account, projects);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(account = %done.account, error = %e, "project discovery failed; the last list stays until the next refresh");
+                store.record_discovery_failure(&done.account, &done.region, e.reason());
+                false
+            }
+        }
+    }
+
+    /// A new configuration: lists of accounts that no longer discover are forgotten.
+    fn reloaded(&mut self, new: Settings, store: &Store) {
+        self.found.retain(|name, _| {
+            let keep = new
+                .accounts
+                .iter()
+                .any(|a| &a.name == name && a.discover.is_some());
+            if !keep {
+                store.set_discovered(name, None);
+            }
+            keep
+        });
+        self.base = new
+            .accounts
+            .iter()
+            .any(|a| a.discover.is_some())
+            .then_some(new);
+    }
+}
+
+/// Owns the scheduler; reloads run here one at a time, whoever asked for them, and so do
+/// the changes discovery finds.
 async fn reload_loop(
-    mut requests: mpsc::Receiver<ReloadRequest>,
+    mut channels: Reloads,
     mut scheduler: Scheduler,
     loader: Option<Loader>,
-    mut listening: Vec<ListenAddress>,
+    (mut listening, base): (Vec<ListenAddress>, Option<Settings>),
     store: Arc<Store>,
     cancel: CancellationToken,
 ) {
+    let mut state = Discovered {
+        base,
+        found: HashMap::new(),
+    };
     loop {
         let reply = tokio::select! {
             () = cancel.cancelled() => return,
-            request = requests.recv() => match request {
+            done = channels.found.recv() => {
+                if let Some(done) = done {
+                    if state.take(done, &store) {
+                        scheduler.apply(&state.effective()).await;
+                    }
+                }
+                continue;
+            }
+            request = channels.requests.recv() => match request {
                 Some(reply) => reply,
                 None => return,
             },
@@ -234,13 +400,21 @@ async fn reload_loop(
                     };
                     tracing::warn!(running = %show(&listening), configured = %show(&new.listen_addresses), "web.listen_address changed; it takes effect at the next restart");
                 }
-                scheduler.apply(&new).await;
                 listening.clone_from(&new.listen_addresses);
                 tracing::info!(
                     targets = new.targets().count(),
                     accounts = new.accounts.len(),
                     "configuration reloaded"
                 );
+                let discovery = discovering(&new);
+                state.reloaded(new.clone(), &store);
+                if state.base.is_some() {
+                    scheduler.apply(&state.effective()).await;
+                } else {
+                    scheduler.apply(&new).await;
+                }
+                drop(new);
+                let _ = channels.discovery.send(Arc::new(discovery));
                 Ok(())
             }
         };

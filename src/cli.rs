@@ -62,7 +62,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Copy, Subcommand)]
 pub enum Command {
     /// Validate the configuration, print the targets and the minimum interval per account.
-    CheckConfig,
+    CheckConfig {
+        /// Also discover the projects of accounts with `discover:` (one IAM call each) and
+        /// print what was found.
+        #[arg(long)]
+        discover: bool,
+    },
     /// Poll every target once (within the rate limits), print the metrics, exit 1 if any failed.
     Once,
     /// Run against a built-in simulated HSS API; no cloud account needed.

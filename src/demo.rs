@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, ConfigError, Env, Settings};
-use crate::model::RegistryType;
+use crate::model::{Registry, RegistryStatus, RegistryType};
 use crate::sim::{Fault, FaultRule, Sim, SimServer};
 
 /// The demo's `prod` project.
@@ -43,6 +43,7 @@ accounts:
     projects:
       - project_id: {PROD_PROJECT}
         registry_types: [SwrPrivate, Harbor, Jfrog]
+        registries: true
   - name: staging
     region: ap-southeast-1
     endpoint: {api}
@@ -55,17 +56,89 @@ accounts:
     )
 }
 
-/// The simulated API with the demo's scenario: `prod`/`Harbor` has unreachable registries,
-/// `prod`/`Jfrog` answers 503 to two calls in six (so its `up` flaps), the rest is healthy.
+/// The registry of `prod` whose access comes and goes.
+const FLAPPING_REGISTRY: &str = "reg-harbor-03";
+
+/// `prod`'s registries, listed one by one: two Harbor registries fail for good (the carrying
+/// cluster is down; the registry is unreachable), a third comes and goes, one is being
+/// connected.
+fn prod_registries() -> Vec<Registry> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut out = Vec::new();
+    for (t, count, host) in [
+        (RegistryType::Harbor, 8, "harbor"),
+        (RegistryType::SwrPrivate, 12, "swr"),
+        (RegistryType::Jfrog, 3, "jfrog"),
+    ] {
+        for i in 1..=count {
+            let (status, reason) = match (t, i) {
+                (RegistryType::Harbor, 1) => (RegistryStatus::Fail, "CREATE_JOB_FAILED"),
+                (RegistryType::Harbor, 2 | 3) => (RegistryStatus::Fail, "REQUEST_API_ERROR"),
+                (RegistryType::Harbor, 8) => (RegistryStatus::Accessing, ""),
+                _ => (RegistryStatus::Success, ""),
+            };
+            let failing = status == RegistryStatus::Fail;
+            out.push(Registry {
+                id: format!("reg-{host}-{i:02}"),
+                name: format!("{host}-{i:02}"),
+                registry_type: t.as_str().into(),
+                addr: format!("{host}-{i:02}.registry.example.com"),
+                connect_cluster_id: format!("cce-prod-{}", i % 2 + 1),
+                status: Some(status),
+                fail_reason: reason.into(),
+                images_num: Some(10 + i * 7),
+                // Failing registries stopped syncing an hour ago.
+                latest_sync_time_ms: Some(
+                    now_ms
+                        - if failing {
+                            3_600_000
+                        } else {
+                            60_000 * i as i64
+                        },
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// The statistics of `prod` from its registries, as HSS counts them.
+fn prod_stats_from_registries(sim: &Sim) {
+    let registries = sim.registries(PROD_PROJECT, None);
+    for t in [
+        RegistryType::SwrPrivate,
+        RegistryType::Harbor,
+        RegistryType::Jfrog,
+    ] {
+        let count = |status| {
+            registries
+                .iter()
+                .filter(|r| r.registry_type == t.as_str() && r.status == Some(status))
+                .count() as u64
+        };
+        sim.set_stats(
+            PROD_PROJECT,
+            None,
+            t,
+            count(RegistryStatus::Fail),
+            count(RegistryStatus::Success),
+        );
+    }
+}
+
+/// The simulated API with the demo's scenario: `prod`/`Harbor` has unreachable registries
+/// (listed one by one with their reasons), `prod`/`Jfrog` answers 503 to two calls in six
+/// (so its `up` flaps), the rest is healthy.
 pub fn scenario() -> Sim {
     let sim = Sim::new();
     sim.set_logging(false);
     sim.add_access_key(DEMO_AK, DEMO_SK);
     sim.add_user("acme", "ops", DEMO_PASSWORD);
     sim.set_rate_limit(Some(60));
-    sim.set_stats(PROD_PROJECT, None, RegistryType::SwrPrivate, 0, 12);
-    sim.set_stats(PROD_PROJECT, None, RegistryType::Harbor, 2, 5);
-    sim.set_stats(PROD_PROJECT, None, RegistryType::Jfrog, 0, 3);
+    sim.set_registries(PROD_PROJECT, None, prod_registries());
+    prod_stats_from_registries(&sim);
     sim.set_stats(STAGING_PROJECT, None, RegistryType::SwrPrivate, 0, 6);
     sim.set_stats(STAGING_PROJECT, None, RegistryType::SwrShared, 0, 2);
     sim.add_fault(
@@ -77,14 +150,12 @@ pub fn scenario() -> Sim {
     sim
 }
 
-/// Moves the success counts a little; `prod`/`Harbor` keeps 2 or 3 failing registries.
+/// Moves the success counts of `staging` a little; one of `prod`'s Harbor registries comes
+/// and goes, so `prod`/`Harbor` has 2 or 3 failing registries.
 async fn churn(sim: Sim, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(CHURN_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let series = [
-        (PROD_PROJECT, RegistryType::SwrPrivate),
-        (PROD_PROJECT, RegistryType::Harbor),
-        (PROD_PROJECT, RegistryType::Jfrog),
         (STAGING_PROJECT, RegistryType::SwrPrivate),
         (STAGING_PROJECT, RegistryType::SwrShared),
     ];
@@ -99,13 +170,32 @@ async fn churn(sim: Sim, cancel: CancellationToken) {
                 continue;
             };
             let success = (now.success_num as i64 + rng.gen_range(-1..=1)).clamp(1, 20) as u64;
-            let fail = if t == RegistryType::Harbor {
-                rng.gen_range(2..=3)
-            } else {
-                0
-            };
-            sim.set_stats(project, None, t, fail, success);
+            sim.set_stats(project, None, t, 0, success);
         }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for mut r in sim.registries(PROD_PROJECT, None) {
+            if r.id == FLAPPING_REGISTRY && rng.gen_bool(0.5) {
+                let failing = r.status == Some(RegistryStatus::Fail);
+                r.status = Some(if failing {
+                    RegistryStatus::Success
+                } else {
+                    RegistryStatus::Fail
+                });
+                r.fail_reason = if failing {
+                    String::new()
+                } else {
+                    "REQUEST_API_ERROR".into()
+                };
+            }
+            if r.status == Some(RegistryStatus::Success) {
+                r.latest_sync_time_ms = Some(now_ms - rng.gen_range(0..300_000));
+                r.images_num = r.images_num.map(|n| n + rng.gen_range(0..=1));
+            }
+            sim.put_registry(PROD_PROJECT, None, r);
+        }
+        prod_stats_from_registries(&sim);
     }
 }
 

@@ -5,13 +5,14 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use clap::Parser;
 use hss_exporter::app::{self, Exporter, Loader, Options};
 use hss_exporter::cli::{Cli, Command};
 use hss_exporter::config::Settings;
+use hss_exporter::scheduler::discover::discover_all;
 use hss_exporter::shutdown::{run_until_stopped, Signals};
-use hss_exporter::{demo::Demo, metrics::Store, scheduler, server, telemetry, web};
+use hss_exporter::{demo::Demo, metrics::Store, scheduler, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command;
     if let Some(Command::Demo) = command {
-        let options = options(&cli)?;
+        let options = Options::from_cli(&cli)?;
         let scheme = if options.web.as_ref().is_some_and(|w| w.is_tls()) {
             "https"
         } else {
@@ -54,14 +55,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     match command {
-        Some(Command::CheckConfig) => print!("{}", scheduler::describe(&settings)),
+        Some(Command::CheckConfig { discover: false }) => {
+            print!("{}", scheduler::describe(&settings));
+        }
+        Some(Command::CheckConfig { discover: true }) => {
+            let found = discover_all(settings).await;
+            print!("{}{}", found.report, scheduler::describe(&found.settings));
+            if found.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Some(Command::Once) => {
+            let found = discover_all(settings).await;
+            eprint!("{}", found.report);
+            let settings = found.settings;
             let store = Arc::new(Store::new(settings.poll.stale_after));
             let failed = scheduler::poll_once(&settings, store.clone()).await?;
             std::io::stdout().write_all(&store.render())?;
-            if failed > 0 {
+            if failed > 0 || found.failed > 0 {
                 let total = settings.targets().count();
                 eprintln!("hss-exporter: {failed} of {total} targets failed");
+                if found.failed > 0 {
+                    eprintln!("hss-exporter: {} project discoveries failed", found.failed);
+                }
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -71,7 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listeners = server::bind_all(&settings.listen_addresses)?;
             let options = Options {
                 loader: Some(loader),
-                ..options(&cli)?
+                ..Options::from_cli(&cli)?
             };
             let exporter = Exporter::start_on(&settings, listeners, options)?;
             // The exporter holds what it needs; 10,000 targets' worth of settings can go.
@@ -93,24 +109,4 @@ fn load(loader: &Loader) -> Option<Settings> {
             }
         })
         .ok()
-}
-
-/// How the endpoints are served: the telemetry path, the lifecycle API, the web config.
-fn options(cli: &Cli) -> anyhow::Result<Options> {
-    let path = &cli.telemetry_path;
-    web::check_telemetry_path(path).map_err(|e| anyhow!("--web.telemetry-path: {e}"))?;
-    let security = match &cli.web_config_file {
-        None => None,
-        Some(file) => {
-            let security = web::Security::load(file).context("--web.config.file")?;
-            tracing::info!(file = %file.display(), ?security, "web endpoints protected");
-            Some(Arc::new(security))
-        }
-    };
-    Ok(Options {
-        telemetry_path: path.clone(),
-        loader: None,
-        enable_lifecycle: cli.enable_lifecycle,
-        web: security,
-    })
 }

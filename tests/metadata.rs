@@ -66,7 +66,7 @@ async fn keys_that_live_20s_are_renewed_without_a_single_401_and_share_one_budge
     assert_rate_within(&hss_requests(&log, AGENCY_CALLER), 30);
     let fetched = log
         .iter()
-        .filter(|e| e.service == Service::Metadata && e.query == "/openstack/latest/securitykey")
+        .filter(|e| e.service == Service::Metadata && e.path == "/openstack/latest/securitykey")
         .count();
     assert!(
         (6..=16).contains(&fetched),
@@ -74,7 +74,7 @@ async fn keys_that_live_20s_are_renewed_without_a_single_401_and_share_one_budge
     );
     let sessions = log
         .iter()
-        .filter(|e| e.service == Service::Metadata && e.query == "/meta-data/latest/api/token")
+        .filter(|e| e.service == Service::Metadata && e.path == "/meta-data/latest/api/token")
         .count();
     assert_eq!(sessions, 2, "one session token per account, kept");
     let keys: HashSet<String> = sim

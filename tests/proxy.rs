@@ -251,3 +251,41 @@ async fn a_wrong_proxy_password_is_a_connect_error_that_does_not_show_the_passwo
         assert!(!text.contains("wr0ng-secret"));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn project_discovery_goes_through_the_accounts_proxy_too() {
+    let (sim, server) = sim().await;
+    sim.put_iam_project(P1, "cn-north-4", true);
+    sim.set_stats(P1, None, Harbor, 3, 7);
+    let proxy = TestProxy::start(&[("hss.sim.test", server.addr)], None).await;
+    let api = format!("http://hss.sim.test:{}", server.addr.port());
+    let line = format!("proxy_url: \"http://{}\"", proxy.addr);
+    let yaml = Config::new()
+        .poll("10s", "3s", "1h")
+        .account(
+            account("disc")
+                .rate(60)
+                .with(&line)
+                .discover("{ regions: [cn-north-4], registry_types: [Harbor] }"),
+        )
+        .yaml()
+        .replace("{API}", &api);
+    // Without the proxy, hss.sim.test does not resolve: discovery could not list anything.
+    let exporter = start(&yaml, &env()).await;
+    let body = wait_for(&exporter, Duration::from_secs(10), "discovered", |b| {
+        value(b, "hss_registry_statistics_up", &harbor("disc")) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        value(&body, "hss_registry_access_success", &harbor("disc")),
+        Some(7.0)
+    );
+    exporter.shutdown().await;
+    let passed = proxy.passed();
+    let listed = passed
+        .iter()
+        .filter(|p| p.method == "GET" && p.target == format!("{api}/v3/auth/projects"))
+        .count();
+    assert_eq!(listed, 1, "{passed:?}");
+    assert!(passed.iter().all(|p| p.status == 200), "{passed:?}");
+}

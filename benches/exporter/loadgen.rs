@@ -128,7 +128,28 @@ fn parse_wrk(text: &str) -> Option<LoadResult> {
     Some(r)
 }
 
+/// One wrk run; a run whose output cannot be read (wrk exited without its report, as it
+/// now and then does on a busy machine) is tried once more before the benchmark fails.
 fn run_wrk(addr: SocketAddr, gzip: bool, p: &Params, dir: &Path) -> LoadResult {
+    match run_wrk_once(addr, gzip, p, dir) {
+        Ok(r) => r,
+        Err(text) => {
+            eprintln!(
+                "bench:   wrk gave no report ({:?}); running it again",
+                text.trim()
+            );
+            run_wrk_once(addr, gzip, p, dir)
+                .unwrap_or_else(|text| fail(format!("cannot read wrk's output:\n{text}")))
+        }
+    }
+}
+
+fn run_wrk_once(
+    addr: SocketAddr,
+    gzip: bool,
+    p: &Params,
+    dir: &Path,
+) -> Result<LoadResult, String> {
     let out_path = dir.join("wrk.out");
     let out = std::fs::File::create(&out_path).unwrap_or_else(|e| fail(format!("wrk output: {e}")));
     let secs = p.duration.as_secs_f64().ceil().max(1.0) as u64;
@@ -152,7 +173,7 @@ fn run_wrk(addr: SocketAddr, gzip: bool, p: &Params, dir: &Path) -> LoadResult {
     }
     drop(proc);
     let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-    parse_wrk(&text).unwrap_or_else(|| fail(format!("cannot read wrk's output:\n{text}")))
+    parse_wrk(&text).ok_or(text)
 }
 
 fn percentile(sorted: &[u32], q: f64) -> f64 {

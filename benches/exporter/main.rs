@@ -6,7 +6,9 @@
 //!
 //! - start-up to serving, and how long `check-config` takes on the big configuration;
 //! - the time until every target has a value;
-//! - CPU per poll (process CPU from /proc divided by API requests made);
+//! - CPU per poll (process CPU from /proc divided by API requests made), at the benchmark's
+//!   rate and again at a realistic one (every target once per `HSS_BENCH_REALISTIC_INTERVAL`,
+//!   with scrapes), on an exporter of its own;
 //! - resident memory once every target is in, and after a soak of further polling;
 //! - the `/metrics` body size, plain and gzip;
 //! - `/metrics` under load (wrk when installed, a small built-in client otherwise), plain and
@@ -20,7 +22,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HSS_BENCH_TARGETS` | `1000,10000` | target counts, comma-separated |
+//! | `HSS_BENCH_TARGETS` | `1000,10000,10000:10000` | cases, comma-separated: a target count, or `targets:registries` to also list that many registries in detail (one project per account) |
 //! | `HSS_BENCH_ACCOUNTS` | `10` | accounts the targets are spread over |
 //! | `HSS_BENCH_INTERVAL` | `10s` | `poll.interval` |
 //! | `HSS_BENCH_SOAK` | `10m` | polling after the fill, for memory flatness |
@@ -31,6 +33,8 @@
 //! | `HSS_BENCH_LOADGEN` | `auto` | `wrk`, `rust`, or `auto` (wrk when on PATH) |
 //! | `HSS_BENCH_SLOW_API` | `1s` | delay added to every API call in the slow-API phase |
 //! | `HSS_BENCH_RATE_LIMIT` | 2 × what a round needs | `rate_limit_per_minute` per account |
+//! | `HSS_BENCH_REALISTIC_INTERVAL` | `10m` | `poll.interval` of the realistic-rate phase; `0` skips it |
+//! | `HSS_BENCH_REALISTIC_WINDOW` | `2m` | how long the realistic-rate phase measures (`--quick`: 30s) |
 //! | `HSS_BENCH_EXPORTER` | build it | path to an `hss-exporter` binary; skips the build |
 //! | `HSS_BENCH_OUT` | none | also write the Markdown report to this file |
 
@@ -72,9 +76,20 @@ enum LoadGenChoice {
     Rust,
 }
 
+/// One benchmarked configuration: targets, and registries listed in detail.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    /// Statistics targets.
+    pub n: usize,
+    /// Registries listed one by one, spread over one project per account.
+    pub registries: usize,
+}
+
 #[derive(Clone, Debug)]
 struct Params {
-    targets: Vec<usize>,
+    targets: Vec<Case>,
+    realistic_interval: Duration,
+    realistic_window: Duration,
     accounts: usize,
     interval: Duration,
     soak: Duration,
@@ -123,25 +138,45 @@ impl Params {
                 other => eprintln!("bench: ignoring argument {other:?}"),
             }
         }
-        let (soak, runs, duration) = if quick {
-            (Duration::from_secs(30), 1, Duration::from_secs(5))
+        let (soak, runs, duration, window) = if quick {
+            (
+                Duration::from_secs(30),
+                1,
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            )
         } else {
-            (Duration::from_secs(600), 3, Duration::from_secs(10))
+            (
+                Duration::from_secs(600),
+                3,
+                Duration::from_secs(10),
+                Duration::from_secs(120),
+            )
+        };
+        let number = |s: &str| {
+            s.trim()
+                .replace('_', "")
+                .parse::<usize>()
+                .unwrap_or_else(|_| {
+                    eprintln!("bench: HSS_BENCH_TARGETS: {s:?} is not a number");
+                    std::process::exit(2)
+                })
         };
         let targets = std::env::var("HSS_BENCH_TARGETS")
-            .unwrap_or_else(|_| "1000,10000".into())
+            .unwrap_or_else(|_| "1000,10000,10000:10000".into())
             .split(',')
             .filter(|s| !s.trim().is_empty())
-            .map(|s| {
-                s.trim()
-                    .replace('_', "")
-                    .parse::<usize>()
-                    .unwrap_or_else(|_| {
-                        eprintln!("bench: HSS_BENCH_TARGETS: {s:?} is not a number");
-                        std::process::exit(2)
-                    })
+            .map(|s| match s.split_once(':') {
+                Some((n, r)) => Case {
+                    n: number(n),
+                    registries: number(r),
+                },
+                None => Case {
+                    n: number(s),
+                    registries: 0,
+                },
             })
-            .filter(|&n| n > 0)
+            .filter(|c| c.n > 0)
             .collect::<Vec<_>>();
         let loadgen = match std::env::var("HSS_BENCH_LOADGEN").as_deref() {
             Ok("wrk") => LoadGenChoice::Wrk,
@@ -158,6 +193,12 @@ impl Params {
         };
         Params {
             targets,
+            realistic_interval: env_duration(
+                "HSS_BENCH_REALISTIC_INTERVAL",
+                Duration::from_secs(600),
+            ),
+            realistic_window: env_duration("HSS_BENCH_REALISTIC_WINDOW", window)
+                .max(Duration::from_secs(10)),
             accounts: env_parse("HSS_BENCH_ACCOUNTS", 10usize).max(1),
             interval: env_duration("HSS_BENCH_INTERVAL", Duration::from_secs(10))
                 .max(Duration::from_secs(1)),
@@ -177,7 +218,8 @@ impl Params {
 
 const HELP: &str = "cargo bench --bench exporter [-- --quick]
 
-Environment: HSS_BENCH_TARGETS (1000,10000), HSS_BENCH_ACCOUNTS (10), HSS_BENCH_INTERVAL (10s),
+Environment: HSS_BENCH_TARGETS (1000,10000,10000:10000), HSS_BENCH_ACCOUNTS (10), HSS_BENCH_INTERVAL (10s),
+HSS_BENCH_REALISTIC_INTERVAL (10m; 0 skips), HSS_BENCH_REALISTIC_WINDOW (2m),
 HSS_BENCH_SOAK (10m), HSS_BENCH_RUNS (3), HSS_BENCH_DURATION (10s), HSS_BENCH_CONNECTIONS (16),
 HSS_BENCH_THREADS (2), HSS_BENCH_LOADGEN (auto|wrk|rust), HSS_BENCH_SLOW_API (1s),
 HSS_BENCH_RATE_LIMIT, HSS_BENCH_EXPORTER (binary; skips the build), HSS_BENCH_OUT (file).";
@@ -195,9 +237,10 @@ struct Ctx {
     loadgen: LoadGen,
 }
 
-/// Every phase for `n` targets, in order, against one simulated API.
-fn bench_targets(n: usize, p: &Params, ctx: &Ctx) -> Report {
-    let w = Workload::start(n, p, ctx);
+/// Every phase for one case, in order, against one simulated API.
+fn bench_targets(case: Case, p: &Params, ctx: &Ctx) -> Report {
+    let n = case.n;
+    let w = Workload::start(case, p, ctx);
 
     eprintln!("bench: check-config, {CHECK_CONFIG_SAMPLES} runs each of the {n}-target and a 1-target config");
     let check_trivial = time_check_config(&ctx.exe, &w.trivial, &w.trivial_env);
@@ -211,7 +254,7 @@ fn bench_targets(n: usize, p: &Params, ctx: &Ctx) -> Report {
     let (h, m) = exporter.wait_serving();
     healthy.push(h);
     metrics.push(m);
-    let fill = workload::fill(&exporter, n, p, ctx);
+    let fill = workload::fill(&exporter, case, p, ctx);
 
     // Soak, first without scrapes (CPU per poll), then with two replicas scraping.
     let soak = workload::soak(&exporter, p, ctx);
@@ -224,10 +267,14 @@ fn bench_targets(n: usize, p: &Params, ctx: &Ctx) -> Report {
     let hwm = memory(exporter.pid()).map_or(0, |m| m.1);
 
     let (accounts, rate_limit) = (w.accounts(), w.rate);
-    w.stop(exporter, ctx);
+    drop(exporter);
+    let realistic = w.realistic(p, ctx);
+    w.stop(ctx);
 
     Report {
         n,
+        registries: case.registries,
+        realistic,
         accounts,
         interval: p.interval,
         rate_limit,
@@ -312,8 +359,8 @@ fn run(p: &Params) {
     eprintln!("bench: load generator: {}", ctx.loadgen.describe(p));
     let started = Instant::now();
     let mut reports = Vec::new();
-    for &n in &p.targets {
-        reports.push(bench_targets(n, p, &ctx));
+    for &case in &p.targets {
+        reports.push(bench_targets(case, p, &ctx));
     }
     let mut out = String::new();
     let _ = writeln!(

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hss_exporter::model::RegistryType;
+use hss_exporter::model::{Registry, RegistryStatus, RegistryType};
 use hss_exporter::sim::{Fault, FaultRule, Sim, SimServer};
 use rand::Rng;
 
@@ -18,7 +18,7 @@ use crate::exporter::Exporter;
 use crate::loadgen::{measure_latency, Latency};
 use crate::processes::{cpu_seconds, rss};
 use crate::report::mib;
-use crate::{fail, Ctx, Params};
+use crate::{fail, Case, Ctx, Params};
 
 /// Replicas scrape this often during the second part of the soak (alternating plain and gzip).
 pub const SCRAPE_EVERY: Duration = Duration::from_millis(7500);
@@ -93,7 +93,51 @@ fn targets_of(accounts: &[AccountSpec]) -> Vec<(String, RegistryType)> {
         .collect()
 }
 
-fn config_yaml(accounts: &[AccountSpec], endpoint: &str, interval: Duration, rate: u32) -> String {
+/// The registries listed in detail for account `a`'s first project: every tenth fails.
+fn registries_of(a: usize, count: usize) -> Vec<Registry> {
+    (0..count)
+        .map(|i| {
+            let failing = i % 10 == 0;
+            Registry {
+                id: format!(
+                    "{a:02}{i:06}-{:08x}",
+                    mix((a * 1_000_000 + i) as u64) as u32
+                ),
+                name: format!("registry-{a}-{i}"),
+                registry_type: RegistryType::ALL[i % RegistryType::ALL.len()]
+                    .as_str()
+                    .into(),
+                addr: format!("registry-{a}-{i}.example.com"),
+                connect_cluster_id: format!("cluster-{}", i % 4),
+                status: Some(if failing {
+                    RegistryStatus::Fail
+                } else {
+                    RegistryStatus::Success
+                }),
+                fail_reason: if failing {
+                    "REQUEST_API_ERROR".into()
+                } else {
+                    String::new()
+                },
+                images_num: Some((i % 97) as u64),
+                latest_sync_time_ms: Some(1_764_000_000_000 + i as i64 * 1000),
+            }
+        })
+        .collect()
+}
+
+/// `registries` spread over the accounts: how many account `a` lists.
+fn registries_for(a: usize, accounts: usize, registries: usize) -> usize {
+    registries / accounts + usize::from(a < registries % accounts)
+}
+
+fn config_yaml(
+    accounts: &[AccountSpec],
+    endpoint: &str,
+    interval: Duration,
+    rate: u32,
+    registries: usize,
+) -> String {
     let mut y = String::new();
     let _ = writeln!(y, "web:\n  listen_address: \"127.0.0.1:0\"");
     let _ = writeln!(
@@ -108,13 +152,17 @@ fn config_yaml(accounts: &[AccountSpec], endpoint: &str, interval: Duration, rat
             "  - name: \"{}\"\n    region: \"{}\"\n    endpoint: \"{endpoint}\"\n    rate_limit_per_minute: {rate}\n    auth:\n      ak_sk:\n        access_key_env: {}\n        secret_key_env: {}\n    projects:",
             a.name, a.region, a.ak_env, a.sk_env
         );
-        for (id, types) in &a.projects {
+        let index = accounts.iter().position(|x| x.name == a.name).unwrap_or(0);
+        for (k, (id, types)) in a.projects.iter().enumerate() {
             let list: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
             let _ = writeln!(
                 y,
                 "      - project_id: \"{id}\"\n        registry_types: [{}]",
                 list.join(", ")
             );
+            if k == 0 && registries_for(index, accounts.len(), registries) > 0 {
+                y.push_str("        registries: true\n");
+            }
         }
     }
     y
@@ -138,6 +186,7 @@ fn secret_env(accounts: &[AccountSpec]) -> Vec<(String, String)> {
 /// The simulated API, values changing, and the configurations that point the exporter at it.
 pub struct Workload {
     accounts: Vec<AccountSpec>,
+    case: Case,
     pub rate: u32,
     sim: Sim,
     server: SimServer,
@@ -152,7 +201,8 @@ pub struct Workload {
 
 impl Workload {
     /// Starts the simulated API for `n` targets and writes the configurations.
-    pub fn start(n: usize, p: &Params, ctx: &Ctx) -> Workload {
+    pub fn start(case: Case, p: &Params, ctx: &Ctx) -> Workload {
+        let n = case.n;
         let accounts = layout(n, p.accounts);
         let targets = Arc::new(targets_of(&accounts));
         assert_eq!(targets.len(), n);
@@ -161,7 +211,8 @@ impl Workload {
             (per_account as f64 * 60.0 / p.interval.as_secs_f64()).ceil() as u32;
         let rate = p.rate_limit.unwrap_or((needed_per_minute * 2).max(60));
         eprintln!(
-            "bench: == {n} targets, {} accounts, poll.interval {}, rate_limit_per_minute {rate} ==",
+            "bench: == {n} targets, {} registries, {} accounts, poll.interval {}, rate_limit_per_minute {rate} ==",
+            case.registries,
             accounts.len(),
             humantime::format_duration(p.interval)
         );
@@ -177,6 +228,12 @@ impl Workload {
             }
             for (project, t) in targets.iter() {
                 sim.set_stats(project, None, *t, rng.gen_range(0..3), rng.gen_range(0..50));
+            }
+            for (i, a) in accounts.iter().enumerate() {
+                let count = registries_for(i, accounts.len(), case.registries);
+                if count > 0 {
+                    sim.set_registries(&a.projects[0].0, None, registries_of(i, count));
+                }
             }
         }
         let server: SimServer = ctx
@@ -205,18 +262,19 @@ impl Workload {
         let config = ctx.dir.join(format!("config-{n}.yaml"));
         std::fs::write(
             &config,
-            config_yaml(&accounts, &server.url(), p.interval, rate),
+            config_yaml(&accounts, &server.url(), p.interval, rate, case.registries),
         )
         .unwrap_or_else(|e| fail(format!("cannot write the config: {e}")));
         let trivial_accounts = layout(1, 1);
         let trivial = ctx.dir.join("config-trivial.yaml");
         std::fs::write(
             &trivial,
-            config_yaml(&trivial_accounts, &server.url(), p.interval, 60),
+            config_yaml(&trivial_accounts, &server.url(), p.interval, 60, 0),
         )
         .unwrap_or_else(|e| fail(format!("cannot write the config: {e}")));
         Workload {
             accounts,
+            case,
             rate,
             sim,
             server,
@@ -280,12 +338,96 @@ impl Workload {
         }
     }
 
-    /// Stops the value changes, then the exporter, then the simulated API.
-    pub fn stop(self, exporter: Exporter, ctx: &Ctx) {
+    /// Stops the value changes, then the simulated API (the exporters are stopped).
+    pub fn stop(self, ctx: &Ctx) {
         self.stop_changes.store(true, Ordering::Relaxed);
-        drop(exporter);
         ctx.sim_rt.block_on(self.server.shutdown());
     }
+
+    /// CPU per poll at a realistic rate, on an exporter of its own: every target polled once
+    /// per `p.realistic_interval`, each account allowed just what that takes, so that after
+    /// the first minute's burst the polls go at that rate; scrapes every `SCRAPE_EVERY`
+    /// (alternating plain and gzip) as in the soak. `None` when skipped.
+    pub fn realistic(&self, p: &Params, ctx: &Ctx) -> Option<Realistic> {
+        let interval = p.realistic_interval;
+        if interval.is_zero() {
+            return None;
+        }
+        let per_account = self.case.n.div_ceil(self.accounts.len());
+        let pages = self
+            .case
+            .registries
+            .div_ceil(self.accounts.len())
+            .div_ceil(200);
+        let rate = (((per_account + pages) as f64) * 60.0 / interval.as_secs_f64()).ceil() as u32;
+        let config = self
+            .config
+            .with_file_name(format!("config-{}-realistic.yaml", self.case.n));
+        std::fs::write(
+            &config,
+            config_yaml(
+                &self.accounts,
+                &self.server.url(),
+                interval,
+                rate.max(1),
+                self.case.registries,
+            ),
+        )
+        .unwrap_or_else(|e| fail(format!("cannot write the config: {e}")));
+        let planned = (self.case.n as f64 + self.case.registries.div_ceil(200) as f64)
+            / interval.as_secs_f64();
+        eprintln!(
+            "bench: realistic rate: poll.interval {}, {rate} calls/min per account ({planned:.1} polls/s); 65 s for the first burst, then {} measured",
+            humantime::format_duration(interval),
+            humantime::format_duration(p.realistic_window)
+        );
+        let exporter = Exporter::spawn(
+            &ctx.exe,
+            &config,
+            &self.env,
+            &ctx.dir,
+            &format!("{}-realistic", self.case.n),
+        );
+        exporter.wait_serving();
+        std::thread::sleep(Duration::from_secs(65));
+        let polls0 = exporter.polls(&ctx.client_rt);
+        let cpu0 = exporter.cpu();
+        let t0 = Instant::now();
+        let mut gzip = false;
+        while t0.elapsed() < p.realistic_window {
+            std::thread::sleep(SCRAPE_EVERY.min(p.realistic_window.saturating_sub(t0.elapsed())));
+            exporter.scrape(&ctx.client_rt, gzip);
+            gzip = !gzip;
+        }
+        let cpu1 = exporter.cpu();
+        let polls1 = exporter.polls(&ctx.client_rt);
+        let elapsed = t0.elapsed();
+        let polls = polls1 - polls0;
+        let r = Realistic {
+            interval,
+            window: elapsed,
+            polls,
+            rate: polls / elapsed.as_secs_f64(),
+            planned,
+            cpu_per_poll: (cpu1 - cpu0) / polls,
+        };
+        eprintln!(
+            "bench:   {polls} polls, {:.1}/s, {:.3} ms CPU per poll",
+            r.rate,
+            r.cpu_per_poll * 1e3
+        );
+        Some(r)
+    }
+}
+
+/// What the realistic-rate phase measured.
+pub struct Realistic {
+    pub interval: Duration,
+    pub window: Duration,
+    pub polls: f64,
+    pub rate: f64,
+    pub planned: f64,
+    pub cpu_per_poll: f64,
 }
 
 /// Scrape latency under each condition.
@@ -302,17 +444,19 @@ pub struct Latencies {
 /// one when the wait gave up.
 pub fn fill(
     exporter: &Exporter,
-    n: usize,
+    case: Case,
     p: &Params,
     ctx: &Ctx,
 ) -> Result<Duration, (usize, Duration)> {
+    let n = case.n;
     let fill_limit = p.interval * 3 + Duration::from_secs(60);
     let mut last_report = Instant::now();
     let fill = loop {
         let (_, body) = exporter.scrape(&ctx.client_rt, false);
         let have = lines_starting(&body, "hss_registry_access_success{");
+        let listed = lines_starting(&body, "hss_registry_info{");
         let elapsed = exporter.spawned.elapsed();
-        if have >= n {
+        if have >= n && listed >= case.registries {
             break Ok(elapsed);
         }
         if elapsed > fill_limit {

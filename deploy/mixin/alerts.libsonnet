@@ -48,6 +48,27 @@
             keepFiringFor=c.accessKeepFiringFor,
           ),
           alert(
+            'HSSRegistryFailing',
+            |||
+              One registry listed in detail (a project with `registries: true`) fails: the
+              alert names it, its address, the cluster that carries its connection and the
+              fail_reason HSS gives, joined from hss_registry_info on registry_id. Like the
+              headline alert it ignores the exporter's own labels and bridges a restart.
+            |||,
+            |||
+              max without (%(without)s) (
+                  hss_registry_fail_reason%(sel)s
+                * on (job, instance, %(by)s) group_left (registry_name, registry_type, registry_addr, connect_cluster_id)
+                  hss_registry_info%(sel)s
+              )
+            ||| % { without: without, sel: sel, by: std.join(', ', c.registryLabels) },
+            c.registryFailingFor,
+            c.registryFailingSeverity,
+            'Image registry {{ $labels.registry_name }} of {{ $labels.account }} fails: {{ $labels.reason }}',
+            'HSS cannot access the {{ $labels.registry_type }} image registry {{ $labels.registry_name }} ({{ $labels.registry_addr }}, ID {{ $labels.registry_id }}) of account {{ $labels.account }} (region {{ $labels.region }}, project {{ $labels.project_id }}) for more than %s. Reason: {{ $labels.reason }}. Its connection is carried by cluster {{ $labels.connect_cluster_id }}. The runbook has a section for each reason.' % c.registryFailingFor,
+            keepFiringFor=c.accessKeepFiringFor,
+          ),
+          alert(
             'HSSRegistryAccessFailRatioHigh',
             |||
               Most registries of one project and type failing: likely one shared cause
@@ -106,6 +127,18 @@
             c.statisticsDownSeverity,
             'hss-exporter cannot poll {{ $labels.account }}/{{ $labels.registry_type }}',
             'Every poll of the HSS registry statistics for account {{ $labels.account }} %s has failed for more than %s.' % [where, c.statisticsDownFor],
+          ),
+          alert(
+            'HSSRegistryDetailDown',
+            |||
+              The exporter cannot list a project's registries. The last good listing is
+              kept until poll.stale_after, so HSSRegistryFailing still sees it meanwhile.
+            |||,
+            'min without (%s) (hss_registry_detail_up%s) == 0' % [without, sel],
+            c.registryDetailDownFor,
+            c.registryDetailDownSeverity,
+            'hss-exporter cannot list the registries of {{ $labels.account }}/{{ $labels.project_id }}',
+            'Every listing of the image registries of account {{ $labels.account }} (region {{ $labels.region }}, project {{ $labels.project_id }}) has failed for more than %s.' % c.registryDetailDownFor,
           ),
           alert(
             'HSSRegistryStatisticsStale',

@@ -54,10 +54,21 @@
     failRatioCriticalBy: ['region'],
     failRatioCriticalSeverity: 'critical',
 
+    // HSSRegistryFailing: one registry listed in detail (a project with `registries:
+    // true`) has failed for this long; the alert names it and its fail_reason. Two
+    // listings at the default poll.interval of 5m.
+    registryFailingFor: '10m',
+    registryFailingSeverity: 'warning',
+    // The labels that name one registry: what the detail series are joined on.
+    registryLabels: ['account', 'region', 'project_id', 'enterprise_project_id', 'registry_id'],
+
     // ------------------------------------------------------------------ polling
     // HSSRegistryStatisticsDown: every poll of a target failing for this long.
     statisticsDownFor: '20m',
     statisticsDownSeverity: 'warning',
+    // HSSRegistryDetailDown: every listing of a project's registries failing for this long.
+    registryDetailDownFor: '20m',
+    registryDetailDownSeverity: 'warning',
     // HSSRegistryStatisticsStale: no successful poll for longer than the exporter's own
     // poll.stale_after (read from hss_exporter_stale_after_seconds, never repeated
     // here), for this long.

@@ -451,14 +451,90 @@
           },
         },
 
-        row(14, 'Exporter and cloud API', 31),
+        {
+          type: 'table',
+          title: 'Failing registries',
+          description: 'One row per registry whose access fails, for the projects the exporter lists in detail (registries: true): its name, type, address, the cluster that carries its connection, the fail_reason HSS gives and how long ago it last synced. Each reason has a section in the runbook of HSSRegistryFailing.',
+          id: 20,
+          datasource: ds,
+          gridPos: { h: 9, w: 24, x: 0, y: 31 },
+          links: panelLinks(['HSSRegistryFailing', 'HSSRegistryDetailDown']),
+          local R = A + ',project_id=~"$project_id"',
+          local on = 'on (job, instance, %s)' % std.join(', ', c.registryLabels),
+          local info = 'group_left (registry_name, registry_type, registry_addr, connect_cluster_id) hss_registry_info{%s}' % R,
+          local by = 'max by (instance, account, region, project_id, enterprise_project_id, registry_id, registry_name, registry_type, registry_addr, connect_cluster_id, reason)',
+          targets: [
+            target('%s (\n  hss_registry_fail_reason{%s}\n    * %s %s\n)' % [by, R, on, info], '__auto', 'A', instant=true, format='table'),
+            target(
+              '%s (\n  (time() - hss_registry_last_sync_timestamp_seconds{%s})\n    * %s group_left (reason) hss_registry_fail_reason{%s}\n    * %s %s\n)' % [by, R, on, R, on, info],
+              '__auto',
+              'B',
+              instant=true,
+              format='table'
+            ),
+          ],
+          transformations: [
+            { id: 'merge', options: {} },
+            {
+              id: 'organize',
+              options: {
+                excludeByName: { Time: true, 'Value #A': true },
+                indexByName: {
+                  account: 0,
+                  region: 1,
+                  project_id: 2,
+                  enterprise_project_id: 3,
+                  registry_name: 4,
+                  registry_type: 5,
+                  registry_addr: 6,
+                  reason: 7,
+                  'Value #B': 8,
+                  connect_cluster_id: 9,
+                  registry_id: 10,
+                  instance: 11,
+                },
+                renameByName: {
+                  'Value #B': 'Last sync',
+                  enterprise_project_id: 'enterprise project',
+                  registry_name: 'registry',
+                  registry_type: 'type',
+                  registry_addr: 'address',
+                  connect_cluster_id: 'carrying cluster',
+                },
+              },
+            },
+          ],
+          fieldConfig: {
+            defaults: {
+              custom: { align: 'auto', cellOptions: { type: 'auto' }, filterable: true },
+              noValue: 'never',
+            },
+            overrides: [
+              byName('Last sync', [{ id: 'unit', value: 's' }, { id: 'decimals', value: 0 }, cellColor('color-text')]),
+              byName('reason', [
+                { id: 'links', value: [{ title: 'Runbook: what ${__value.raw} means', url: runbook('HSSRegistryFailing'), targetBlank: true }] },
+                { id: 'color', value: { mode: 'fixed', fixedColor: 'red' } },
+                cellColor('color-text'),
+              ]),
+              byName('instance', [statusPageLink]),
+            ],
+          },
+          options: {
+            showHeader: true,
+            cellHeight: 'sm',
+            footer: { show: false, reducer: ['sum'], fields: '' },
+            sortBy: [{ displayName: 'Last sync', desc: true }],
+          },
+        },
+
+        row(14, 'Exporter and cloud API', 40),
         {
           type: 'table',
           title: 'Exporters',
           description: 'One row per exporter process: whether Prometheus can scrape it, whether its last configuration (re)load succeeded, when the configuration was loaded, its poll.stale_after and uptime. The instance links to its status page.',
           id: 15,
           datasource: ds,
-          gridPos: { h: 6, w: 24, x: 0, y: 32 },
+          gridPos: { h: 6, w: 24, x: 0, y: 41 },
           local by = 'max by (job, instance)',
           targets: [
             target('%s (up{%s})' % [by, E], '__auto', 'A', instant=true, format='table'),
@@ -516,7 +592,7 @@
           16,
           'API requests by code',
           'Calls of the exporter to the HSS API per minute, by HTTP status ("timeout"/"connect" when there was no answer). The API allows 5 calls/min per user per API; 429 means throttling.',
-          { h: 8, w: 12, x: 0, y: 38 },
+          { h: 8, w: 12, x: 0, y: 47 },
           [target('sum by (account, region, code) (rate(hss_exporter_api_requests_total{%s}[$__rate_interval])) * 60' % A, '{{account}} {{code}}')],
           unit='suffix: calls/min',
           stacking='normal',
@@ -526,7 +602,7 @@
           17,
           'Poll errors by reason',
           'Failed polls per minute by reason: timeout, connect, auth, throttled, http_4xx, http_5xx, decode.',
-          { h: 8, w: 12, x: 12, y: 38 },
+          { h: 8, w: 12, x: 12, y: 47 },
           [target('sum by (account, region, reason) (rate(hss_exporter_poll_errors_total{%s}[$__rate_interval])) * 60' % A, '{{account}} {{reason}}')],
           unit='suffix: errors/min',
           stacking='normal',
@@ -536,7 +612,7 @@
           18,
           'API request duration',
           'Latency of the calls to the HSS API (quantiles from the histogram). Gaps mean no call in the window.',
-          { h: 8, w: 12, x: 0, y: 46 },
+          { h: 8, w: 12, x: 0, y: 55 },
           [
             target(
               'histogram_quantile(%s, sum by (account, region, le) (rate(hss_exporter_api_request_duration_seconds_bucket{%s}[$__rate_interval])))' % [q[1], A],
@@ -551,7 +627,7 @@
           19,
           'Account suspended',
           'The exporter sets 1 while it suspends an account after repeated authentication failures (the API locks an AK after more than 5 in a row).',
-          { h: 8, w: 12, x: 12, y: 46 },
+          { h: 8, w: 12, x: 12, y: 55 },
           [target('hss_exporter_account_suspended{%s}' % A, '{{account}} {{region}}')],
           extra={ max: 1, min: 0, decimals: 0 },
         ),

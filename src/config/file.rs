@@ -60,6 +60,13 @@ pub struct PollSection {
     /// Optional cap across all accounts, for accounts sharing one egress IP.
     #[serde(default)]
     pub rate_limit_per_minute: Option<u32>,
+    /// How often the registries of projects with `registries: true` are listed; `interval`
+    /// when not set.
+    #[serde(default, with = "humantime_serde")]
+    pub registries_interval: Option<Duration>,
+    /// The most registries of one project exported in detail: bounds the series count.
+    #[serde(default = "default_max_registries")]
+    pub max_registries_per_project: usize,
 }
 
 impl Default for PollSection {
@@ -69,8 +76,14 @@ impl Default for PollSection {
             timeout: default_timeout(),
             stale_after: default_stale_after(),
             rate_limit_per_minute: None,
+            registries_interval: None,
+            max_registries_per_project: default_max_registries(),
         }
     }
+}
+
+fn default_max_registries() -> usize {
+    super::DEFAULT_MAX_REGISTRIES_PER_PROJECT
 }
 
 fn default_interval() -> Duration {
@@ -128,6 +141,35 @@ pub struct AccountSection {
     /// What to poll.
     #[serde(default)]
     pub projects: Vec<ProjectSection>,
+    /// Also poll the projects the credential can see, found with IAM.
+    #[serde(default)]
+    pub discover: Option<DiscoverSection>,
+    /// Where projects are discovered: IAM's `GET /v3/auth/projects`; the global IAM
+    /// endpoint by default.
+    #[serde(default)]
+    pub iam_endpoint: Option<String>,
+}
+
+/// `discover:` of an account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverSection {
+    /// Only projects of these regions (and their sub-projects); all by default.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    /// One target per type for each discovered project; omitted: all types summed.
+    #[serde(default)]
+    pub registry_types: Option<Vec<String>>,
+    /// Also list each discovered project's registries one by one.
+    #[serde(default)]
+    pub registries: bool,
+    /// How often the project list is read again.
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// `auth:` of an account: exactly one of its keys.
@@ -226,4 +268,7 @@ pub struct ProjectSection {
     /// One target per type; omitted: one target for all types summed.
     #[serde(default)]
     pub registry_types: Option<Vec<String>>,
+    /// Also list the project's registries one by one (which fails and why).
+    #[serde(default)]
+    pub registries: bool,
 }

@@ -388,3 +388,88 @@ fn refuses_keys_the_config_crate_would_misread() {
     e.insert("HSS_EXPORTER__ACCOUNTS__0__NAME".into(), "x".into());
     assert!(refused(GOOD, &e).contains("the accounts list cannot be overridden"));
 }
+
+#[test]
+fn registries_true_lists_a_project_once_at_its_own_interval() {
+    let yaml = GOOD
+        .replace(
+            "  stale_after: 30m\n",
+            "  stale_after: 30m\n  registries_interval: 10m\n  max_registries_per_project: 50\n",
+        )
+        .replace(
+            "registry_types: [SwrPrivate, Harbor]",
+            "registry_types: [SwrPrivate, Harbor]\n        registries: true",
+        );
+    let s = load_str(&yaml, &env()).unwrap();
+    assert_eq!(s.poll.registries_interval, Duration::from_secs(600));
+    assert_eq!(s.poll.max_registries_per_project, 50);
+    let listings: Vec<String> = s.listings().map(ToString::to_string).collect();
+    assert_eq!(
+        listings,
+        ["prod/cn-north-4/0123456789abcdef0123456789abcdef/eps=all_granted_eps/registries"]
+    );
+    // Without the keys: the poll interval, 1000, nothing listed.
+    let s = load_str(GOOD, &env()).unwrap();
+    assert_eq!(s.poll.registries_interval, Duration::from_secs(300));
+    assert_eq!(s.poll.max_registries_per_project, 1000);
+    assert_eq!(s.listings().count(), 0);
+}
+
+#[test]
+fn refuses_bad_registry_detail_settings() {
+    let with = |poll: &str, project: &str| {
+        GOOD.replace(
+            "  stale_after: 30m\n",
+            &format!("  stale_after: 30m\n{poll}"),
+        )
+        .replace(
+            "registry_types: [SwrPrivate, Harbor]",
+            &format!("registry_types: [SwrPrivate, Harbor]\n{project}"),
+        )
+    };
+    assert_refused(
+        &with("  registries_interval: 0s\n", ""),
+        "poll.registries_interval: must be greater than zero",
+    );
+    assert_refused(
+        &with("  registries_interval: 1h\n", ""),
+        "poll.stale_after: 30m is shorter than poll.registries_interval (1h)",
+    );
+    assert_refused(
+        &with("  max_registries_per_project: 0\n", ""),
+        "poll.max_registries_per_project: must be greater than zero",
+    );
+    assert_refused(
+        &with("", "        registries: maybe\n"),
+        "accounts[0].projects[0].registries",
+    );
+    let twice = with("", "        registries: true\n").replace(
+        "      - project_id: fedcba9876543210fedcba9876543210\n",
+        "      - project_id: 0123456789abcdef0123456789abcdef\n        enterprise_project_id: all_granted_eps\n        registries: true\n",
+    );
+    assert_refused(
+        &twice,
+        "accounts[0].projects[1].registries: the registries of \"prod/cn-north-4/0123456789abcdef0123456789abcdef/eps=all_granted_eps/registries\" are already listed (at accounts[0].projects[0])",
+    );
+}
+
+#[test]
+fn discovery_reads_the_projects_from_global_iam_or_the_stacks_iam() {
+    let with = |extra: &str| {
+        let yaml = format!(
+            "accounts:\n  - name: d\n    region: cn-north-4\n{extra}    auth:\n      ak_sk: {{ access_key_env: HSS_AK, secret_key_env: HSS_SK }}\n    discover: {{ regions: [cn-north-4] }}\n"
+        );
+        let settings = load_str(&yaml, &env()).unwrap();
+        let discover = settings.accounts[0].discover.clone().unwrap();
+        discover.iam_endpoint.to_string()
+    };
+    assert_eq!(with(""), "https://iam.myhuaweicloud.com/");
+    assert_eq!(
+        with("    cloud: stack.example.com\n"),
+        "https://iam-apigateway-proxy.stack.example.com/v3"
+    );
+    assert_eq!(
+        with("    cloud: stack.example.com\n    iam_endpoint: https://iam.internal/v3\n"),
+        "https://iam.internal/v3"
+    );
+}

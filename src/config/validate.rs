@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use url::Url;
 
-use super::file::{AccountSection, FileConfig};
+use super::file::{AccountSection, DiscoverSection, FileConfig};
 use super::network::{validate_network, EnvProxies};
-use super::{auth, Account, ConfigError, Env, PollSettings, Settings};
+use super::{auth, Account, ConfigError, Discover, Env, PollSettings, Settings};
 use super::{DEFAULT_LISTEN_ADDRESS, DEFAULT_RATE_LIMIT_PER_MINUTE, MAX_ID_LEN};
 use crate::model::{
-    default_endpoint, stack_endpoint, ListenAddress, RegistryType, Target, KNOWN_REGIONS,
+    default_endpoint, stack_endpoint, ListenAddress, Listing, RegistryType, Target, KNOWN_REGIONS,
 };
 
 /// Checks meaning (not shape) and resolves secrets; reports every problem, one line each.
@@ -42,6 +42,23 @@ pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
             humantime::format_duration(poll.stale_after),
             humantime::format_duration(poll.interval)
         ));
+    }
+    if poll.registries_interval.is_some_and(|d| d.is_zero()) {
+        errors.push("poll.registries_interval: must be greater than zero".into());
+    }
+    let registries_interval = poll.registries_interval.unwrap_or(poll.interval);
+    if poll.registries_interval.is_some()
+        && !registries_interval.is_zero()
+        && poll.stale_after < registries_interval
+    {
+        errors.push(format!(
+            "poll.stale_after: {} is shorter than poll.registries_interval ({}); every registry's series would vanish between listings",
+            humantime::format_duration(poll.stale_after),
+            humantime::format_duration(registries_interval)
+        ));
+    }
+    if poll.max_registries_per_project == 0 {
+        errors.push("poll.max_registries_per_project: must be greater than zero".into());
     }
     if poll.rate_limit_per_minute == Some(0) {
         errors.push("poll.rate_limit_per_minute: must be greater than zero".into());
@@ -84,6 +101,8 @@ pub fn validate(file: &FileConfig, env: &Env) -> Result<Settings, ConfigError> {
             timeout: poll.timeout,
             stale_after: poll.stale_after,
             global_rate_limit_per_minute: poll.rate_limit_per_minute,
+            registries_interval,
+            max_registries_per_project: poll.max_registries_per_project,
         },
         accounts,
     })
@@ -142,11 +161,26 @@ fn validate_account(
         errors,
     );
 
-    if raw.projects.is_empty() {
-        errors.push(format!("{at}.projects: at least one project is required"));
+    let discover = raw
+        .discover
+        .as_ref()
+        .and_then(|d| validate_discover(at, d, raw.iam_endpoint.as_deref(), cloud, errors));
+    if raw.discover.is_none() {
+        if raw.projects.is_empty() {
+            errors.push(format!(
+                "{at}.projects: at least one project is required (or discover)"
+            ));
+        }
+        if raw.iam_endpoint.is_some() {
+            errors.push(format!(
+                "{at}.iam_endpoint: only used by discover, which is not set"
+            ));
+        }
     }
     let mut targets: Vec<Target> = Vec::new();
     let mut seen: HashMap<Target, String> = HashMap::new();
+    let mut listings: Vec<Listing> = Vec::new();
+    let mut listed: HashMap<Listing, String> = HashMap::new();
     for (j, project) in raw.projects.iter().enumerate() {
         let pat = format!("{at}.projects[{j}]");
         let before = errors.len();
@@ -163,30 +197,24 @@ fn validate_account(
         if let Some(eps) = &project.enterprise_project_id {
             check_id(&format!("{pat}.enterprise_project_id"), eps, errors);
         }
-        let types: Vec<Option<RegistryType>> = match &project.registry_types {
-            None => vec![None],
-            Some(list) if list.is_empty() => {
+        let types = registry_types(&pat, project.registry_types.as_deref(), errors);
+        if project.registries {
+            let listing = Listing {
+                account: raw.name.clone(),
+                region: region.clone(),
+                project_id: project.project_id.clone(),
+                enterprise_project_id: project.enterprise_project_id.clone(),
+            };
+            if let Some(first) = listed.get(&listing) {
                 errors.push(format!(
-                    "{pat}.registry_types: empty list (omit the key to poll all types summed)"
+                    "{pat}.registries: the registries of {:?} are already listed (at {first})",
+                    listing.to_string()
                 ));
-                vec![]
+            } else {
+                listed.insert(listing.clone(), pat.clone());
+                listings.push(listing);
             }
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .filter_map(|(k, name)| {
-                    if let Ok(t) = name.parse::<RegistryType>() {
-                        Some(Some(t))
-                    } else {
-                        errors.push(format!(
-                        "{pat}.registry_types[{k}]: unknown value {name:?} (expected one of {})",
-                        RegistryType::expected()
-                    ));
-                        None
-                    }
-                })
-                .collect(),
-        };
+        }
         for registry_type in types {
             let target = Target {
                 account: raw.name.clone(),
@@ -218,6 +246,87 @@ fn validate_account(
         credentials: credentials?,
         network: network?,
         targets,
+        listings,
+        explicit_endpoint: raw.endpoint.is_some(),
+        discover,
+    })
+}
+
+/// The targets of one project: one per listed type, or `[None]` (all summed) without a list.
+fn registry_types(
+    at: &str,
+    list: Option<&[String]>,
+    errors: &mut Vec<String>,
+) -> Vec<Option<RegistryType>> {
+    match list {
+        None => vec![None],
+        Some([]) => {
+            errors.push(format!(
+                "{at}.registry_types: empty list (omit the key to poll all types summed)"
+            ));
+            vec![]
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(k, name)| {
+                if let Ok(t) = name.parse::<RegistryType>() {
+                    Some(Some(t))
+                } else {
+                    errors.push(format!(
+                        "{at}.registry_types[{k}]: unknown value {name:?} (expected one of {})",
+                        RegistryType::expected()
+                    ));
+                    None
+                }
+            })
+            .collect(),
+    }
+}
+
+fn validate_discover(
+    at: &str,
+    raw: &DiscoverSection,
+    iam_endpoint: Option<&str>,
+    cloud: Option<&str>,
+    errors: &mut Vec<String>,
+) -> Option<Discover> {
+    let before = errors.len();
+    let at = format!("{at}.discover");
+    if let Some(regions) = &raw.regions {
+        if regions.is_empty() {
+            errors.push(format!(
+                "{at}.regions: empty list (omit the key to discover every region)"
+            ));
+        }
+        for (k, r) in regions.iter().enumerate() {
+            if !crate::model::is_region_name(r) {
+                errors.push(format!(
+                    "{at}.regions[{k}]: {r:?} is not a region name (such as cn-north-4)"
+                ));
+            }
+        }
+    }
+    let registry_types = registry_types(&at, raw.registry_types.as_deref(), errors);
+    if raw.refresh.is_zero() {
+        errors.push(format!("{at}.refresh: must be greater than zero"));
+    }
+    let iam_endpoint = match iam_endpoint {
+        Some(e) => parse_endpoint(&at.replace(".discover", ".iam_endpoint"), e, errors),
+        None => match cloud {
+            Some(cloud) => Url::parse(&crate::model::stack_iam_endpoint(cloud)).ok(),
+            None => Url::parse(super::DEFAULT_DISCOVERY_IAM_ENDPOINT).ok(),
+        },
+    };
+    if errors.len() != before {
+        return None;
+    }
+    Some(Discover {
+        regions: raw.regions.clone(),
+        registry_types,
+        registries: raw.registries,
+        refresh: raw.refresh,
+        iam_endpoint: iam_endpoint?,
     })
 }
 

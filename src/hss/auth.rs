@@ -16,6 +16,8 @@ use super::ApiError;
 use crate::model::Credentials;
 use crate::secret::Secret;
 
+/// The cache key of the domain-scoped token; project IDs are never empty.
+const DOMAIN_SCOPE: &str = "";
 /// Refresh an IAM token this long before it expires (tokens live 24 h).
 const REFRESH_MARGIN: Duration = Duration::from_secs(3600);
 /// Assumed lifetime when IAM's answer has no readable `expires_at`.
@@ -115,6 +117,16 @@ impl Authenticator {
         }
     }
 
+    /// What a request outside any project carries (IAM's project list): for an IAM user, a
+    /// token scoped to its account (domain).
+    pub async fn for_domain(&self) -> Result<RequestAuth, ApiError> {
+        match &self.kind {
+            Kind::Static(auth) => Ok(auth.clone()),
+            Kind::Iam(iam) => iam.token(DOMAIN_SCOPE).await.map(RequestAuth::Token),
+            Kind::Metadata(keys) => keys.current().await,
+        }
+    }
+
     /// Forgets `used` after the API refused it, so that the next request fetches a new one.
     pub async fn refused(&self, project_id: &str, used: &RequestAuth) {
         match (&self.kind, used) {
@@ -184,6 +196,11 @@ impl IamTokens {
             "{}/v3/auth/tokens",
             base.strip_suffix("/v3").unwrap_or(base)
         );
+        let scope = if project_id == DOMAIN_SCOPE {
+            serde_json::json!({"domain": {"name": self.domain}})
+        } else {
+            serde_json::json!({"project": {"id": project_id}})
+        };
         let body = serde_json::json!({
             "auth": {
                 "identity": {
@@ -194,7 +211,7 @@ impl IamTokens {
                         "password": self.password.expose(),
                     }}
                 },
-                "scope": {"project": {"id": project_id}}
+                "scope": scope
             }
         });
         let exchange = async {
@@ -213,7 +230,7 @@ impl IamTokens {
                 .get("X-Subject-Token")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let bytes = read_capped(response).await?;
+            let bytes = read_capped(response, super::client::MAX_BODY_BYTES).await?;
             Ok::<_, ApiError>((status, request_id, token, bytes))
         };
         let (status, request_id, token, bytes) = tokio::time::timeout(self.timeout, exchange)

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::auth::{Authenticator, RequestAuth};
 use super::error::{request_id, transport_error, ErrorBody};
-use super::request::build_request;
+use super::request::{build_request, SignedRequest};
 use super::transport::HttpClients;
 use super::ApiError;
 use crate::model::{Credentials, Network, Statistics, Target};
@@ -24,13 +24,13 @@ pub const USER_AGENT: &str = concat!("hss-exporter/", env!("CARGO_PKG_VERSION"))
 
 /// What one request did, for the request counters and the histogram.
 #[derive(Debug)]
-pub struct Exchange {
+pub struct Exchange<T = Statistics> {
     /// `code` label: the HTTP status, or `timeout` / `connect` when no answer came.
     pub code: String,
     /// For the duration histogram.
     pub elapsed: Duration,
     /// The decoded answer, or why there is none.
-    pub result: Result<Statistics, ApiError>,
+    pub result: Result<T, ApiError>,
 }
 
 /// The HTTP client every account shares: its connection pool is per host anyway, and
@@ -123,8 +123,26 @@ impl HssClient {
 
     /// Sends one request for `target` with `auth` and decodes the answer.
     pub async fn fetch(&self, target: &Target, auth: &RequestAuth) -> Exchange {
+        let request = build_request(&self.endpoint, target, auth, SystemTime::now());
+        self.send(request, MAX_BODY_BYTES, decode_statistics).await
+    }
+
+    /// The base URL requests go to.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// Sends `request`, reads at most `max_body` bytes of the answer within the timeout, and
+    /// decodes a 200 with `decode`.
+    pub(crate) async fn send<T>(
+        &self,
+        request: SignedRequest,
+        max_body: usize,
+        decode: impl FnOnce(&[u8]) -> Result<T, ApiError>,
+    ) -> Exchange<T> {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, self.exchange(target, auth)).await;
+        let outcome =
+            tokio::time::timeout(self.timeout, self.exchange(request, max_body, decode)).await;
         let elapsed = started.elapsed();
         let (code, result) = match outcome {
             Err(_) => ("timeout".to_string(), Err(ApiError::Timeout(self.timeout))),
@@ -146,12 +164,12 @@ impl HssClient {
     }
 
     /// The transport part: `Err` only when no HTTP answer arrived (or its body broke off).
-    async fn exchange(
+    async fn exchange<T>(
         &self,
-        target: &Target,
-        auth: &RequestAuth,
-    ) -> Result<(u16, Result<Statistics, ApiError>), ApiError> {
-        let request = build_request(&self.endpoint, target, auth, SystemTime::now());
+        request: SignedRequest,
+        max_body: usize,
+        decode: impl FnOnce(&[u8]) -> Result<T, ApiError>,
+    ) -> Result<(u16, Result<T, ApiError>), ApiError> {
         let mut builder = self.http.get(&request.url);
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
@@ -164,11 +182,11 @@ impl HssClient {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = read_capped(response).await;
+        let body = read_capped(response, max_body).await;
         let result = match (status, body) {
             (_, Err(e @ ApiError::Decode(_))) => Err(e),
             (_, Err(e)) => return Err(e),
-            (200, Ok(bytes)) => decode_statistics(&bytes),
+            (200, Ok(bytes)) => decode(&bytes),
             (_, Ok(bytes)) => {
                 let mut err = ErrorBody::parse(&bytes, request_id).into_error(status, "HSS");
                 if let ApiError::Throttled { retry_after: r, .. } = &mut err {
@@ -203,26 +221,26 @@ pub fn decode_statistics(body: &[u8]) -> Result<Statistics, ApiError> {
     })
 }
 
-/// Reads at most [`MAX_BODY_BYTES`]; a longer body is a decode error, read no further.
-pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Bytes, ApiError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
-        return Err(too_large());
+/// Reads at most `max` bytes; a longer body is a decode error, read no further.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Bytes, ApiError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large(max));
     }
     let mut buf = BytesMut::new();
     while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if buf.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
+        if buf.len() + chunk.len() > max {
+            return Err(too_large(max));
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
 }
 
-fn too_large() -> ApiError {
-    ApiError::Decode(format!("response body larger than {MAX_BODY_BYTES} bytes"))
+fn too_large(max: usize) -> ApiError {
+    ApiError::Decode(format!("response body larger than {max} bytes"))
 }
 
 fn parse_retry_after(value: &str) -> Option<Duration> {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::auth::RequestAuth;
-use super::client::read_capped;
+use super::client::{read_capped, MAX_BODY_BYTES};
 use super::error::transport_error;
 use super::ApiError;
 use crate::secret::Secret;
@@ -178,7 +178,7 @@ impl MetadataKeys {
             .await
             .map_err(|e| self.unreachable(e))?;
         let status = response.status().as_u16();
-        let body = read_capped(response)
+        let body = read_capped(response, MAX_BODY_BYTES)
             .await
             .map_err(|e| self.error(&format!("reading the session token: {e}")))?;
         match status {
@@ -216,7 +216,7 @@ impl MetadataKeys {
         }
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status().as_u16();
-        let body = read_capped(response)
+        let body = read_capped(response, MAX_BODY_BYTES)
             .await
             .map_err(|e| self.error(&format!("reading the security key: {e}")))?;
         Ok((status, body))

@@ -18,16 +18,16 @@ pub struct SignedRequest {
     pub headers: Vec<(String, String)>,
 }
 
-/// Builds the request as the official SDK would, signing it when `auth` is an AK/SK.
+/// Builds the statistics request of `target` as the official SDK would, signing it when
+/// `auth` is an AK/SK.
 pub fn build_request(
     endpoint: &Url,
     target: &Target,
     auth: &RequestAuth,
     now: SystemTime,
 ) -> SignedRequest {
-    let base_path = endpoint.path().trim_end_matches('/');
     let path = format!(
-        "{base_path}/v5/{}/image/registries/statistics",
+        "/v5/{}/image/registries/statistics",
         signer::encode(&target.project_id)
     );
     let mut pairs: Vec<(&str, &str)> = Vec::new();
@@ -37,7 +37,23 @@ pub fn build_request(
     if let Some(t) = target.registry_type {
         pairs.push(("registry_type", t.as_str()));
     }
-    let query = signer::canonical_query(&pairs);
+    build_get(endpoint, &path, &pairs, Some(&target.project_id), auth, now)
+}
+
+/// A GET of `path` (below the endpoint's own path) with the query `pairs`, with the
+/// headers the SDK sends (`X-Project-Id` when `project_id` is given), signed when `auth`
+/// is an AK/SK.
+pub fn build_get(
+    endpoint: &Url,
+    path: &str,
+    pairs: &[(&str, &str)],
+    project_id: Option<&str>,
+    auth: &RequestAuth,
+    now: SystemTime,
+) -> SignedRequest {
+    let base_path = endpoint.path().trim_end_matches('/');
+    let path = format!("{base_path}{path}");
+    let query = signer::canonical_query(pairs);
     let host = match endpoint.port() {
         Some(port) => format!("{}:{port}", endpoint.host_str().unwrap_or_default()),
         None => endpoint.host_str().unwrap_or_default().to_string(),
@@ -51,8 +67,10 @@ pub fn build_request(
         ("Content-Type".into(), "application/json".into()),
         ("Host".into(), host),
         ("User-Agent".into(), USER_AGENT.into()),
-        ("X-Project-Id".into(), target.project_id.clone()),
     ];
+    if let Some(project_id) = project_id {
+        headers.push(("X-Project-Id".into(), project_id.to_string()));
+    }
     match auth {
         RequestAuth::Token(token) => {
             headers.push(("X-Auth-Token".into(), token.expose().to_string()));

@@ -35,6 +35,8 @@ pub(super) struct Cache {
     process_lines: Mutex<Option<(Instant, Arc<Run>)>>,
     /// The per-target families' HELP and TYPE lines, encoded once.
     headers: [Arc<Run>; 4],
+    /// The per-registry families' HELP and TYPE lines.
+    registry_headers: [Arc<Run>; super::registries::FAMILY_COUNT],
     /// Reused encoding buffer; segments are copied out of it at their exact size.
     scratch: Mutex<Vec<u8>>,
 }
@@ -54,6 +56,7 @@ impl Cache {
             process,
             process_lines: Mutex::new(None),
             headers: headers(),
+            registry_headers: super::registries::headers(),
             scratch: Mutex::new(Vec::new()),
         }
     }
@@ -163,6 +166,7 @@ impl Store {
             runs.push(header.clone());
             runs.extend(family);
         }
+        runs.extend(self.listings().runs(&self.cache.registry_headers));
         // A body is as old as its oldest part.
         let fresh = Arc::new(Exposition::new(generation, process_at, runs));
         *cached = Some(fresh.clone());

@@ -8,6 +8,7 @@
 mod cache;
 mod encode;
 mod exposition;
+mod registries;
 mod self_metrics;
 mod targets;
 
@@ -19,10 +20,12 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 pub use exposition::{Body, Exposition};
+pub use registries::ListingStatus;
 pub use targets::TargetStatus;
 
-use crate::model::{Reason, Statistics, Target};
+use crate::model::{Listing, Reason, Registry, Statistics, Target};
 use cache::Cache;
+use registries::Listings;
 use self_metrics::SelfMetrics;
 use targets::Targets;
 
@@ -61,6 +64,8 @@ pub struct Store {
     stale_after: Mutex<Duration>,
     /// Every target's state and encoding.
     targets: Mutex<Targets>,
+    /// Every registry listing's state and encoding.
+    listings: Mutex<Listings>,
     /// Bumped by every change to a series, so a cached exposition knows it is current.
     generation: AtomicU64,
     /// What scrapes share.
@@ -88,6 +93,7 @@ impl Store {
             own: SelfMetrics::new(stale_after),
             stale_after: Mutex::new(stale_after),
             targets: Mutex::new(Targets::default()),
+            listings: Mutex::new(Listings::default()),
             generation: AtomicU64::new(0),
             cache: Cache::new(),
             insecure_tls: Mutex::new(Vec::new()),
@@ -112,6 +118,12 @@ impl Store {
 
     fn targets(&self) -> MutexGuard<'_, Targets> {
         self.targets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn listings(&self) -> MutexGuard<'_, Listings> {
+        self.listings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -160,6 +172,41 @@ impl Store {
         for (account, region) in accounts {
             self.own.remove_account(account, region);
         }
+        self.changed();
+    }
+
+    /// Makes the series of these (account, region) pairs exist from the start, with or
+    /// without targets (an account whose projects are all discovered).
+    pub fn add_accounts<'a>(&self, accounts: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        for (account, region) in accounts {
+            self.own.add_account(account, region);
+        }
+        self.changed();
+    }
+
+    /// Removes the series of every account not in `keep`.
+    pub fn retain_accounts(&self, keep: &HashSet<(&str, &str)>) {
+        for (account, region) in self.own.live_accounts() {
+            if !keep.contains(&(account.as_str(), region.as_str())) {
+                self.own.remove_account(&account, &region);
+                if !keep.iter().any(|(a, _)| *a == account) {
+                    self.own.set_discovered(&account, None);
+                }
+            }
+        }
+        self.changed();
+    }
+
+    /// How many projects the last discovery of `account` found (`None`: it no longer
+    /// discovers).
+    pub fn set_discovered(&self, account: &str, projects: Option<usize>) {
+        self.own.set_discovered(account, projects);
+        self.changed();
+    }
+
+    /// A failed discovery of `account`: counted in `hss_exporter_poll_errors_total`.
+    pub fn record_discovery_failure(&self, account: &str, region: &str, reason: Reason) {
+        self.own.record_poll_error(account, region, reason);
         self.changed();
     }
 
@@ -241,10 +288,77 @@ impl Store {
         for target in &expired {
             tracing::warn!(%target, stale_after = %humantime::format_duration(stale_after), "no successful poll for too long; its values are no longer exported");
         }
-        if !expired.is_empty() {
+        let listings = self.listings().expire(Instant::now(), stale_after);
+        for listing in &listings {
+            tracing::warn!(%listing, stale_after = %humantime::format_duration(stale_after), "no successful listing for too long; its registries' series are no longer exported");
+        }
+        if !expired.is_empty() || !listings.is_empty() {
             self.changed();
         }
-        expired.len()
+        expired.len() + listings.len()
+    }
+
+    /// Makes the listings known (their accounts' series exist from the start); their
+    /// series appear with their first listing.
+    pub fn add_listings<'a>(&self, listings: impl IntoIterator<Item = &'a Listing>) {
+        let mut accounts: HashSet<(&str, &str)> = HashSet::new();
+        let added = self.listings().add(listings.into_iter().inspect(|l| {
+            accounts.insert((&l.account, &l.region));
+        }));
+        for (account, region) in accounts {
+            self.own.add_account(account, region);
+            self.own.add_listing_account(account, region);
+        }
+        if added {
+            self.changed();
+        }
+    }
+
+    /// Forgets every listing not in `keep`, with all its series at once. Call it before
+    /// [`Store::retain_targets`], which removes the accounts left without targets.
+    pub fn retain_listings(&self, keep: &HashSet<&Listing>) {
+        if !self.listings().retain(keep).is_empty() {
+            self.changed();
+        }
+    }
+
+    /// A successful listing: the registries now listed replace the previous ones, so a
+    /// registry that left the listing loses its series. Dropped for a listing that is no
+    /// longer configured.
+    pub fn record_listing_success(&self, listing: &Listing, registries: Vec<Registry>) {
+        if self.listings().succeeded(listing, registries) {
+            self.changed();
+        }
+    }
+
+    /// A failed listing: counts it by `reason` and marks it down with `message`; the
+    /// registries of the last good listing stay until stale.
+    pub fn record_listing_failure(&self, listing: &Listing, reason: Reason, message: &str) {
+        if self.mark_listing_down(listing, message) {
+            self.own
+                .record_poll_error(&listing.account, &listing.region, reason);
+        }
+    }
+
+    /// Marks a listing down without a call having failed (its account is suspended).
+    pub fn mark_listing_down(&self, listing: &Listing, why: &str) -> bool {
+        let known = self.listings().failed(listing, why);
+        if known {
+            self.changed();
+        }
+        known
+    }
+
+    /// A listing held more registries than `poll.max_registries_per_project`.
+    pub fn record_listing_truncated(&self, listing: &Listing) {
+        self.own
+            .record_listing_truncated(&listing.account, &listing.region);
+        self.changed();
+    }
+
+    /// Every listing with its state, in label order.
+    pub fn listing_statuses(&self) -> Vec<(Listing, ListingStatus)> {
+        self.listings().statuses()
     }
 
     /// Where an account's credential stands now (ignored for an account no longer

@@ -32,6 +32,10 @@ pub(super) struct SelfMetrics {
     poll_errors: IntCounterVec,
     /// `hss_exporter_api_request_duration_seconds{account,region}`.
     duration: HistogramVec,
+    /// `hss_exporter_registry_listings_truncated_total{account,region}`.
+    truncated: IntCounterVec,
+    /// `hss_exporter_discovered_projects{account}`.
+    discovered: IntGaugeVec,
     /// `hss_exporter_config_last_reload_successful`; a vector without labels, so that it is
     /// absent until a configuration is loaded (`once` never reports one).
     reload_ok: IntGaugeVec,
@@ -78,6 +82,20 @@ impl SelfMetrics {
             .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &account_labels,
         ));
+        let truncated = valid(IntCounterVec::new(
+            Opts::new(
+                "hss_exporter_registry_listings_truncated_total",
+                "Registry listings that held more registries than poll.max_registries_per_project; only that many were exported.",
+            ),
+            &account_labels,
+        ));
+        let discovered = valid(IntGaugeVec::new(
+            Opts::new(
+                "hss_exporter_discovered_projects",
+                "Projects of the account's last successful IAM discovery that are polled.",
+            ),
+            &["account"],
+        ));
         let build_info = valid(IntGaugeVec::new(
             Opts::new(
                 "hss_exporter_build_info",
@@ -118,6 +136,8 @@ impl SelfMetrics {
             Box::new(requests.clone()),
             Box::new(poll_errors.clone()),
             Box::new(duration.clone()),
+            Box::new(truncated.clone()),
+            Box::new(discovered.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("unique metric");
@@ -129,6 +149,8 @@ impl SelfMetrics {
             requests,
             poll_errors,
             duration,
+            truncated,
+            discovered,
             reload_ok,
             reload_at,
             stale_after: stale_after_seconds,
@@ -155,6 +177,7 @@ impl SelfMetrics {
         let labels = [account, region];
         let _ = self.suspended.remove_label_values(&labels);
         let _ = self.duration.remove_label_values(&labels);
+        let _ = self.truncated.remove_label_values(&labels);
         for reason in Reason::ALL {
             let _ = self
                 .poll_errors
@@ -199,6 +222,36 @@ impl SelfMetrics {
         self.duration
             .with_label_values(&[account, region])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Every (account, region) configured now.
+    pub(super) fn live_accounts(&self) -> Vec<(String, String)> {
+        self.live().keys().cloned().collect()
+    }
+
+    /// How many projects an account's discovery found; `None` removes the series.
+    pub(super) fn set_discovered(&self, account: &str, projects: Option<usize>) {
+        match projects {
+            Some(n) => self.discovered.with_label_values(&[account]).set(n as i64),
+            None => {
+                let _ = self.discovered.remove_label_values(&[account]);
+            }
+        }
+    }
+
+    /// The listing counters of an account that lists registries, at 0 from the start.
+    pub(super) fn add_listing_account(&self, account: &str, region: &str) {
+        let live = self.live();
+        if is_live(&live, account, region) {
+            self.truncated.with_label_values(&[account, region]);
+        }
+    }
+
+    pub(super) fn record_listing_truncated(&self, account: &str, region: &str) {
+        let live = self.live();
+        if is_live(&live, account, region) {
+            self.truncated.with_label_values(&[account, region]).inc();
+        }
     }
 
     pub(super) fn record_poll_error(&self, account: &str, region: &str, reason: Reason) {

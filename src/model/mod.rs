@@ -5,6 +5,7 @@
 mod listen;
 mod network;
 mod regions;
+mod registry;
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,9 +13,10 @@ use std::str::FromStr;
 pub use listen::ListenAddress;
 pub use network::{Network, Proxy, ProxySettings, TlsSettings};
 pub use regions::{
-    default_endpoint, default_iam_endpoint, stack_endpoint, stack_iam_endpoint,
-    DEFAULT_METADATA_ENDPOINT, KNOWN_REGIONS,
+    default_endpoint, default_iam_endpoint, is_region_name, region_of_project_name, stack_endpoint,
+    stack_iam_endpoint, DEFAULT_METADATA_ENDPOINT, KNOWN_REGIONS,
 };
+pub use registry::{sanitize_label, Listing, Registry, RegistryStatus, MAX_LABEL_CHARS};
 
 use crate::secret::Secret;
 

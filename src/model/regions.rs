@@ -68,3 +68,52 @@ pub fn stack_iam_endpoint(cloud: &str) -> String {
 
 /// Where an ECS reaches its metadata service, and with it its agency's temporary keys.
 pub const DEFAULT_METADATA_ENDPOINT: &str = "http://169.254.169.254";
+
+/// Whether `name` looks like a region ID: lower-case words joined by `-`, the last one a
+/// number (`cn-north-4`, `my-kualalumpur-1`, `eu-west-101`).
+pub fn is_region_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+}
+
+/// The region of an IAM project name: the name itself for a region project (`cn-north-4`),
+/// the part before `_` for a sub-project (`cn-north-4_dev`); `None` for other projects (such
+/// as `MOS`, OBS's built-in project, or an empty name).
+pub fn region_of_project_name(name: &str) -> Option<&str> {
+    let region = name.split_once('_').map_or(name, |(r, _)| r);
+    is_region_name(region).then_some(region)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_region_projects_from_others() {
+        assert_eq!(region_of_project_name("cn-north-4"), Some("cn-north-4"));
+        assert_eq!(region_of_project_name("cn-north-4_dev"), Some("cn-north-4"));
+        assert_eq!(region_of_project_name("eu-west-101"), Some("eu-west-101"));
+        assert_eq!(
+            region_of_project_name("my-kualalumpur-1_x_y"),
+            Some("my-kualalumpur-1")
+        );
+        for other in [
+            "MOS",
+            "",
+            "_x",
+            "cn-north",
+            "CN-north-4",
+            "cn-north-4a",
+            "-1",
+        ] {
+            assert_eq!(region_of_project_name(other), None, "{other:?}");
+        }
+    }
+}

@@ -135,6 +135,11 @@ impl Group {
         self.accounts.iter().map(|a| a.targets.len()).sum()
     }
 
+    /// Every registry listing of every account of the group.
+    pub fn listings(&self) -> usize {
+        self.accounts.iter().map(|a| a.listings.len()).sum()
+    }
+
     /// The accounts' names, comma-separated.
     pub fn names(&self) -> String {
         let names: Vec<&str> = self.accounts.iter().map(|a| a.name.as_str()).collect();

@@ -6,6 +6,7 @@
 
 mod backoff;
 pub mod budget;
+pub mod discover;
 mod limiter;
 pub mod plan;
 mod schedule;
@@ -25,10 +26,10 @@ pub use backoff::{AUTH_FAILURES_BEFORE_SUSPENSION, AUTH_SUSPENSION};
 pub use limiter::{RateLimiter, RATE_MARGIN, RATE_WINDOW};
 pub use plan::{capacity_warnings, describe, min_interval};
 
-use crate::config::{PollSettings, Settings};
+use crate::config::{Account, PollSettings, Settings};
 use crate::hss::HttpClients;
 use crate::metrics::{InsecureAccount, Store};
-use crate::model::Target;
+use crate::model::{Listing, Target};
 use budget::{Budget, BudgetKey, Group};
 use worker::Worker;
 
@@ -73,11 +74,21 @@ impl Plan {
     /// Where every target of the group is: (account, target) positions, account by account
     /// in the order of the file.
     fn positions(&self) -> Vec<(usize, usize)> {
+        self.positions_of(|a| a.targets.len())
+    }
+
+    /// Every registry listing of the group as (account, listing) positions, in the same
+    /// order.
+    fn listing_positions(&self) -> Vec<(usize, usize)> {
+        self.positions_of(|a| a.listings.len())
+    }
+
+    fn positions_of(&self, count: impl Fn(&Account) -> usize) -> Vec<(usize, usize)> {
         self.group
             .accounts
             .iter()
             .enumerate()
-            .flat_map(|(a, account)| (0..account.targets.len()).map(move |t| (a, t)))
+            .flat_map(|(a, account)| (0..count(account)).map(move |t| (a, t)))
             .collect()
     }
 }
@@ -152,8 +163,15 @@ impl Scheduler {
             workers: HashMap::new(),
             first_polls: FirstPolls::new(groups.len()),
         };
+        store.add_accounts(
+            settings
+                .accounts
+                .iter()
+                .map(|a| (a.name.as_str(), a.region.as_str())),
+        );
         store.add_targets(settings.targets());
         flag_insecure_tls(settings, &store);
+        store.add_listings(settings.listings());
         for group in groups {
             let plan = Plan {
                 group,
@@ -164,6 +182,11 @@ impl Scheduler {
         }
         tracker.spawn(sweep(store, settings.poll.stale_after, cancel.clone()));
         Ok(scheduler)
+    }
+
+    /// The HTTP clients of the workers, by network settings: project discovery shares them.
+    pub fn http_clients(&self) -> Arc<HttpClients> {
+        self.shared.http.clone()
     }
 
     /// The first polls of the workers started with the exporter, for readiness.
@@ -229,9 +252,19 @@ impl Scheduler {
                 (Some(n), None) => *global = Some(RateLimiter::per_minute(n)),
             }
         }
+        let keep_listings: HashSet<&Listing> = settings.listings().collect();
+        self.shared.store.retain_listings(&keep_listings);
         let keep: HashSet<&Target> = settings.targets().collect();
         self.shared.store.retain_targets(&keep);
+        let accounts: HashSet<(&str, &str)> = settings
+            .accounts
+            .iter()
+            .map(|a| (a.name.as_str(), a.region.as_str()))
+            .collect();
+        self.shared.store.retain_accounts(&accounts);
+        self.shared.store.add_accounts(accounts.iter().copied());
         self.shared.store.add_targets(settings.targets());
+        self.shared.store.add_listings(settings.listings());
         for plan in added {
             self.spawn(plan, None);
         }
@@ -281,12 +314,14 @@ impl Scheduler {
     }
 }
 
-/// Polls every target once, within the rate limits; returns how many polls failed.
+/// Polls every target and lists every listing once, within the rate limits; returns how
+/// many of them failed.
 pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, reqwest::Error> {
     let shared = Shared::new(settings, store.clone());
     let cancel = CancellationToken::new();
     store.add_targets(settings.targets());
     flag_insecure_tls(settings, &store);
+    store.add_listings(settings.listings());
     let mut handles = Vec::new();
     for group in budget::groups(settings) {
         let budget = Arc::new(Mutex::new(Budget::new(group.limit())));
@@ -300,11 +335,17 @@ pub async fn poll_once(settings: &Settings, store: Arc<Store>) -> Result<usize, 
     for h in handles {
         let _ = h.await;
     }
-    Ok(store
+    let failed_targets = store
         .statuses()
         .iter()
         .filter(|(_, s)| s.up != Some(true))
-        .count())
+        .count();
+    let failed_listings = store
+        .listing_statuses()
+        .iter()
+        .filter(|(_, s)| s.up != Some(true))
+        .count();
+    Ok(failed_targets + failed_listings)
 }
 
 /// Warns of every account that does not verify certificates, at start and at each reload,

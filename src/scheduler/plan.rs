@@ -15,13 +15,45 @@ pub fn min_interval(targets: usize, per_minute: u32) -> Duration {
     Duration::from_secs(60 * targets as u64).div_f64(f64::from(per_minute))
 }
 
+/// Calls a minute that `targets` statistics polls and `listings` registry listings (one
+/// page each, at least) need at the configured intervals.
+fn calls_per_minute(settings: &Settings, targets: usize, listings: usize) -> f64 {
+    let per = |n: usize, every: Duration| n as f64 * 60.0 / every.as_secs_f64().max(1e-9);
+    per(targets, settings.poll.interval) + per(listings, settings.poll.registries_interval)
+}
+
+/// " and N registry listings" when there are any, for messages.
+fn and_listings(listings: usize) -> String {
+    if listings == 0 {
+        String::new()
+    } else {
+        format!(" and {listings} registry listings (one call per 200 registries)")
+    }
+}
+
 /// Start-up warnings: rounds that cannot fit in the interval at the configured rates, per
-/// budget (accounts that share a credential share its calls) and for the global cap.
+/// budget (accounts that share a credential share its calls) and for the global cap. A
+/// registry listing counts as one call (at least; one per 200 registries).
 pub fn capacity_warnings(settings: &Settings) -> Vec<String> {
     let interval = settings.poll.interval;
     let mut out = Vec::new();
     for g in groups(settings) {
-        let (targets, limit) = (g.targets(), g.limit());
+        let (targets, listings, limit) = (g.targets(), g.listings(), g.limit());
+        if listings > 0 {
+            let need = calls_per_minute(settings, targets, listings);
+            if need > f64::from(limit) {
+                let who = match g.accounts.as_slice() {
+                    [one] => format!("account {:?}", one.name),
+                    _ => format!("budget shared by accounts {} ({})", g.names(), g.key),
+                };
+                out.push(format!(
+                    "{who}: {targets} targets every {} and {listings} registry listings every {} need {need:.1} calls/min, more than its {limit}; polling will run slower than configured",
+                    humantime::format_duration(interval),
+                    humantime::format_duration(settings.poll.registries_interval),
+                ));
+            }
+            continue;
+        }
         let need = min_interval(targets, limit);
         if need > interval {
             let who = match g.accounts.as_slice() {
@@ -36,8 +68,16 @@ pub fn capacity_warnings(settings: &Settings) -> Vec<String> {
     }
     if let Some(global) = settings.poll.global_rate_limit_per_minute {
         let total = settings.targets().count();
+        let listings = settings.listings().count();
         let need = min_interval(total, global);
-        if need > interval {
+        if listings > 0 {
+            let need = calls_per_minute(settings, total, listings);
+            if need > f64::from(global) {
+                out.push(format!(
+                    "poll.rate_limit_per_minute: {total} targets and {listings} registry listings need {need:.1} calls/min, more than {global}; polling will run slower than configured"
+                ));
+            }
+        } else if need > interval {
             out.push(format!(
                 "poll.rate_limit_per_minute: {total} targets at {global} calls/min need a poll.interval of at least {}; polling will run slower than the configured {}",
                 humantime::format_duration(round_up(need)), humantime::format_duration(interval)
@@ -61,10 +101,10 @@ pub fn describe(settings: &Settings) -> String {
     );
     let groups = groups(settings);
     for a in &settings.accounts {
-        let need = min_interval(a.targets.len(), a.rate_limit_per_minute);
+        let need = min_interval(a.targets.len() + a.listings.len(), a.rate_limit_per_minute);
         let _ = write!(
             out,
-            "account {} (region {}, {} auth, {} calls/min, endpoint {}{}): {} targets, minimum interval {}",
+            "account {} (region {}, {} auth, {} calls/min, endpoint {}{}): {} targets{}, minimum interval {}",
             a.name,
             a.region,
             a.credentials.kind(),
@@ -72,6 +112,7 @@ pub fn describe(settings: &Settings) -> String {
             a.endpoint,
             network_details(a),
             a.targets.len(),
+            and_listings(a.listings.len()),
             humantime::format_duration(round_up(need))
         );
         let others: Vec<&str> = groups
@@ -92,15 +133,19 @@ pub fn describe(settings: &Settings) -> String {
         for t in &a.targets {
             let _ = writeln!(out, "  {t}");
         }
+        for l in &a.listings {
+            let _ = writeln!(out, "  {l}");
+        }
     }
     for g in groups.iter().filter(|g| g.accounts.len() > 1) {
-        let (targets, limit) = (g.targets(), g.limit());
+        let (targets, listings, limit) = (g.targets(), g.listings(), g.limit());
         let _ = writeln!(
             out,
-            "budget {}: shared by accounts {}: {targets} targets at {limit} calls/min, minimum interval {}",
+            "budget {}: shared by accounts {}: {targets} targets{} at {limit} calls/min, minimum interval {}",
             g.key,
             g.names(),
-            humantime::format_duration(round_up(min_interval(targets, limit)))
+            and_listings(listings),
+            humantime::format_duration(round_up(min_interval(targets + listings, limit)))
         );
     }
     for w in capacity_warnings(settings) {
@@ -196,6 +241,46 @@ accounts:
         assert!(
             lines[8].starts_with("warning: account \"prod\": 6 targets at 5 calls/min need a poll.interval of at least 1m 12s"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn registry_listings_count_in_the_minimum_interval_and_the_warnings() {
+        let text = describe(&settings(
+            r"
+poll: { interval: 1m, registries_interval: 2m }
+accounts:
+  - name: prod
+    region: cn-north-4
+    auth: { token: { token_env: T } }
+    projects:
+      - { project_id: p1, registry_types: [Harbor, Jfrog], registries: true }
+      - { project_id: p2, registries: true }
+",
+        ));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].ends_with("3 targets and 2 registry listings (one call per 200 registries), minimum interval 1m"),
+            "{text}"
+        );
+        assert_eq!(lines[5], "  prod/cn-north-4/p1/registries", "{text}");
+        assert_eq!(lines[6], "  prod/cn-north-4/p2/registries", "{text}");
+        assert!(!text.contains("warning"), "3/min + 1/min fit in 5: {text}");
+        let tight = describe(&settings(
+            r"
+poll: { interval: 1m }
+accounts:
+  - name: prod
+    region: cn-north-4
+    auth: { token: { token_env: T } }
+    projects:
+      - { project_id: p1, registry_types: [Harbor, Jfrog, Other], registries: true }
+      - { project_id: p2, registries: true }
+",
+        ));
+        assert!(
+            tight.contains("warning: account \"prod\": 4 targets every 1m and 2 registry listings every 1m need 6.0 calls/min, more than its 5"),
+            "{tight}"
         );
     }
 

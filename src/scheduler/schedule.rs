@@ -14,6 +14,7 @@
 //!   waits longer than the new interval; when it grows, nothing is polled earlier than
 //!   planned. Added targets get a first round of their own.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -38,6 +39,10 @@ pub struct Schedule {
     /// The budget's calls a minute: how fast a first round goes.
     per_minute: u32,
     entries: Vec<Times>,
+    /// (due, entry) of the entries in a first round, and of the others: the next entry is
+    /// found in O(log n), not by a scan of thousands at every poll.
+    firsts: BTreeSet<(Instant, usize)>,
+    regular: BTreeSet<(Instant, usize)>,
 }
 
 impl Schedule {
@@ -47,9 +52,32 @@ impl Schedule {
             interval,
             per_minute: per_minute.max(1),
             entries: Vec::with_capacity(n),
+            firsts: BTreeSet::new(),
+            regular: BTreeSet::new(),
         };
-        schedule.add_first_round(n, now);
+        let firsts = schedule.first_round(n, now);
+        schedule.entries.extend(firsts);
+        schedule.reindex();
         schedule
+    }
+
+    /// The index of entry `i`'s times.
+    fn index(&mut self, i: usize) -> &mut BTreeSet<(Instant, usize)> {
+        if self.entries[i].first {
+            &mut self.firsts
+        } else {
+            &mut self.regular
+        }
+    }
+
+    /// Builds both indexes again from the entries.
+    fn reindex(&mut self) {
+        self.firsts.clear();
+        self.regular.clear();
+        for i in 0..self.entries.len() {
+            let due = self.entries[i].due;
+            self.index(i).insert((due, i));
+        }
     }
 
     /// How many targets.
@@ -70,18 +98,29 @@ impl Schedule {
     /// The entry to poll next and when: the earliest due; among those already due at `now`,
     /// targets of a first round go before regular polls.
     pub fn next(&self, now: Instant) -> Option<(usize, Instant)> {
-        (0..self.entries.len())
-            .min_by_key(|&i| {
-                let t = &self.entries[i];
-                (t.due.max(now), !t.first, t.due)
-            })
-            .map(|i| (i, self.entries[i].due))
+        // The earliest of each index; between the two, the key is (due.max(now), !first,
+        // due), as if every entry were compared.
+        let first = self
+            .firsts
+            .first()
+            .map(|&(due, i)| ((due.max(now), false, due), i));
+        let regular = self
+            .regular
+            .first()
+            .map(|&(due, i)| ((due.max(now), true, due), i));
+        [first, regular]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, i)| (i, self.entries[i].due))
     }
 
     /// Entry `i` was polled at `at`: its next poll is its grid point in
     /// `[at + interval/2, at + 3·interval/2)`.
     pub fn polled(&mut self, i: usize, at: Instant) {
         let interval = self.interval;
+        let due = self.entries[i].due;
+        self.index(i).remove(&(due, i));
         let t = &mut self.entries[i];
         let earliest = at + interval / 2;
         let mut next = t.anchor;
@@ -102,6 +141,7 @@ impl Schedule {
             anchor: next,
             first: false,
         };
+        self.regular.insert((next, i));
     }
 
     /// Moves to a new target list and settings at `now`. `kept[j]` is the old entry that
@@ -136,6 +176,7 @@ impl Schedule {
         for (j, times) in added.into_iter().zip(firsts) {
             self.entries[j] = times;
         }
+        self.reindex();
     }
 
     /// After the interval shrank: the kept entries, in the order they are due, get at most
@@ -153,12 +194,6 @@ impl Schedule {
             t.due = t.due.min(latest);
             t.anchor = t.anchor.min(latest);
         }
-    }
-
-    /// `n` entries joining in a first round from `now`.
-    fn add_first_round(&mut self, n: usize, now: Instant) {
-        let firsts = self.first_round(n, now);
-        self.entries.extend(firsts);
     }
 
     /// The times of `n` targets in a first round from `now`: the first `per_minute` at once,
@@ -233,6 +268,42 @@ mod tests {
             }
             for pair in times[1..].windows(2) {
                 assert_eq!(pair[1] - pair[0], 300, "{key}: steady state");
+            }
+        }
+    }
+
+    /// The scan the indexes replace: the earliest due, first rounds first among those due.
+    fn scanned(s: &Schedule, now: Instant) -> Option<(usize, Instant)> {
+        (0..s.len())
+            .min_by_key(|&i| (s.due(i).max(now), !s.is_first(i), s.due(i)))
+            .map(|i| (i, s.due(i)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_indexed_next_is_the_scanned_next() {
+        let start = Instant::now();
+        let mut s = Schedule::new(40, 5 * MIN, 7, start);
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut now = start;
+        for step in 0..2000 {
+            now += Duration::from_millis(rnd(20_000));
+            assert_eq!(s.next(now), scanned(&s, now), "step {step}");
+            if rnd(10) == 0 {
+                // A reload: some entries dropped, the rest kept in a new order, a few added.
+                let mut kept: Vec<Option<usize>> =
+                    (0..s.len()).filter(|_| rnd(4) != 0).map(Some).collect();
+                kept.reverse();
+                kept.extend((0..rnd(5)).map(|_| None));
+                let interval = if rnd(2) == 0 { 5 * MIN } else { MIN };
+                s.replan(&kept, interval, 1 + rnd(10) as u32, now);
+            } else if let Some((i, _)) = s.next(now) {
+                s.polled(i, now);
             }
         }
     }

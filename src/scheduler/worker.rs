@@ -2,7 +2,8 @@
 //! gateway, one request at a time, each when its schedule says and the budget (and the
 //! global cap) allows, retrying a transient failure once and obeying the budget's pauses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -16,9 +17,52 @@ use super::budget::Budget;
 use super::schedule::Schedule;
 use super::{FirstPolls, Plan, Shared};
 use crate::config::Account;
-use crate::hss::{ApiError, HssClient};
+use crate::hss::{ApiError, HssClient, Page, PAGE_LIMIT};
 use crate::metrics::AccountStatus;
-use crate::model::Target;
+use crate::model::{Listing, Registry, Statistics, Target};
+
+/// The API's largest documented `offset`: paging never goes past it.
+const MAX_OFFSET: usize = 2_000_000;
+
+/// What a poll is about, for the store and the logs.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    /// A statistics target.
+    Target(&'a Target),
+    /// A project's registry listing.
+    Listing(&'a Listing),
+}
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Target(t) => t.fmt(f),
+            Subject::Listing(l) => l.fmt(f),
+        }
+    }
+}
+
+/// One API call of a poll.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    /// The statistics of a target.
+    Statistics(&'a Target),
+    /// The page at an offset of a listing.
+    Page(&'a Listing, usize),
+}
+
+/// Its answer.
+enum Answer {
+    Statistics(Statistics),
+    Page(Page),
+}
+
+/// The next thing to poll: entry `i` of the statistics or of the listing schedule.
+#[derive(Clone, Copy, Debug)]
+enum Job {
+    Poll(usize),
+    List(usize),
+}
 
 /// A transient failure is retried once after a pause drawn from this range.
 const RETRY_PAUSE_MS: std::ops::Range<u64> = 1000..3000;
@@ -38,8 +82,9 @@ pub(super) struct Worker {
     label: Arc<str>,
     /// For each account of the plan, the others that share the budget (for the page).
     shares_with: Vec<Arc<[String]>>,
-    /// The group's accounts by name.
-    members: HashMap<String, Member>,
+    /// The group's accounts by name and region (one account's discovered projects of
+    /// several regions share a gateway when its endpoint is set).
+    members: HashMap<(String, String), Member>,
     /// The HTTP client (for a new [`HssClient`] when credentials change), the store and
     /// the global cap.
     shared: Shared,
@@ -50,6 +95,10 @@ pub(super) struct Worker {
     targets: Vec<(usize, usize)>,
     /// When each target is due.
     schedule: Schedule,
+    /// Listing `i` of the listing schedule: (account, listing) positions in the plan.
+    listed: Vec<(usize, usize)>,
+    /// When each registry listing is due (`poll.registries_interval`).
+    listings: Schedule,
     /// The group and poll settings this worker runs on.
     plan: Plan,
     /// New plans on reload; `None` when polling every target once, then ending.
@@ -73,6 +122,13 @@ impl Worker {
         lock(&budget).limiter.set_limit(limit);
         let targets = plan.positions();
         let schedule = Schedule::new(targets.len(), plan.poll.interval, limit, Instant::now());
+        let listed = plan.listing_positions();
+        let listings = Schedule::new(
+            listed.len(),
+            plan.poll.registries_interval,
+            limit,
+            Instant::now(),
+        );
         let mut worker = Worker {
             label: plan.group.key.to_string().into(),
             shares_with: shares_with(&plan),
@@ -81,6 +137,8 @@ impl Worker {
             budget,
             targets,
             schedule,
+            listed,
+            listings,
             plan,
             updates,
             first_polls,
@@ -92,14 +150,18 @@ impl Worker {
 
     /// The members of the plan, keeping the clients of `old` whose account's endpoint and
     /// credentials stay the same (pass none when the timeout changed).
-    fn build_members(&self, old: &HashMap<String, Member>) -> HashMap<String, Member> {
+    fn build_members(
+        &self,
+        old: &HashMap<(String, String), Member>,
+    ) -> HashMap<(String, String), Member> {
         let timeout = self.plan.poll.timeout;
         self.plan
             .group
             .accounts
             .iter()
             .map(|account| {
-                let client = match old.get(&account.name) {
+                let key = (account.name.clone(), account.region.clone());
+                let client = match old.get(&key) {
                     Some(m)
                         if m.account.endpoint == account.endpoint
                             && m.account.credentials == account.credentials
@@ -119,7 +181,7 @@ impl Worker {
                     account: account.clone(),
                     client,
                 };
-                (account.name.clone(), member)
+                (key, member)
             })
             .collect()
     }
@@ -129,7 +191,8 @@ impl Worker {
     fn replan(&mut self, plan: Plan) {
         let timeout_changed = plan.poll.timeout != self.plan.poll.timeout;
         let new_credentials = plan.group.accounts.iter().any(|a| {
-            self.members.get(&a.name).is_some_and(|m| {
+            let key = (a.name.clone(), a.region.clone());
+            self.members.get(&key).is_some_and(|m| {
                 m.account.credentials != a.credentials || m.account.endpoint != a.endpoint
             })
         });
@@ -147,6 +210,19 @@ impl Worker {
         self.schedule
             .replan(&kept, plan.poll.interval, limit, Instant::now());
         self.targets = targets;
+        let listed = plan.listing_positions();
+        let kept: Vec<Option<usize>> = {
+            let old: HashMap<&Listing, usize> = (0..self.listed.len())
+                .map(|i| (self.listing(i), i))
+                .collect();
+            listed
+                .iter()
+                .map(|&(a, l)| old.get(&plan.group.accounts[a].listings[l]).copied())
+                .collect()
+        };
+        self.listings
+            .replan(&kept, plan.poll.registries_interval, limit, Instant::now());
+        self.listed = listed;
         self.shares_with = shares_with(&plan);
         self.plan = plan;
         let old = std::mem::take(&mut self.members);
@@ -173,6 +249,29 @@ impl Worker {
         self.publish_next_polls();
     }
 
+    /// The next job and when it is due: the earliest of both schedules; among those already
+    /// due at `now`, first rounds go before regular polls. With `once`, only what has not
+    /// been polled yet, in first-round order.
+    fn next_job(&self, now: Instant, once: bool) -> Option<(Job, Instant)> {
+        fn pick(s: &Schedule, now: Instant, once: bool) -> Option<(usize, Instant, bool)> {
+            if once {
+                (0..s.len())
+                    .filter(|&i| s.is_first(i))
+                    .min_by_key(|&i| s.due(i))
+                    .map(|i| (i, s.due(i), true))
+            } else {
+                s.next(now).map(|(i, due)| (i, due, s.is_first(i)))
+            }
+        }
+        let poll = pick(&self.schedule, now, once).map(|(i, d, f)| (Job::Poll(i), d, f));
+        let list = pick(&self.listings, now, once).map(|(i, d, f)| (Job::List(i), d, f));
+        [poll, list]
+            .into_iter()
+            .flatten()
+            .min_by_key(|&(_, due, first)| (due.max(now), !first, due))
+            .map(|(job, due, _)| (job, due))
+    }
+
     /// Polls until cancelled; with no updates channel, polls every target once and ends.
     pub(super) async fn run(mut self) {
         self.publish_next_polls();
@@ -180,28 +279,31 @@ impl Worker {
         loop {
             let now = Instant::now();
             let once = self.updates.is_none();
-            let next = if once {
-                // Every target once: only those not polled yet, in their first-round order.
-                (0..self.schedule.len())
-                    .filter(|&i| self.schedule.is_first(i))
-                    .min_by_key(|&i| self.schedule.due(i))
-                    .map(|i| (i, self.schedule.due(i)))
-            } else {
-                self.schedule.next(now)
-            };
-            let Some((i, due)) = next else {
-                return self.told_first_polls();
+            let Some((job, due)) = self.next_job(now, once) else {
+                self.told_first_polls();
+                // Nothing to poll (yet): an account whose projects are all discovered waits
+                // for them.
+                if once || !self.wait(now + Duration::from_secs(86_400)).await {
+                    return;
+                }
+                continue;
             };
             if once && self.suspended() {
-                self.shared.store.mark_down(
-                    self.target(i),
-                    "not polled: account suspended after repeated authentication failures",
-                );
-                self.schedule.polled(i, now);
+                let why = "not polled: account suspended after repeated authentication failures";
+                match job {
+                    Job::Poll(i) => {
+                        self.shared.store.mark_down(self.target(i), why);
+                        self.schedule.polled(i, now);
+                    }
+                    Job::List(i) => {
+                        self.shared.store.mark_listing_down(self.listing(i), why);
+                        self.listings.polled(i, now);
+                    }
+                }
                 continue;
             }
-            // Wake when the target is due and the budget would let a call through; then
-            // choose again, in case a first-round target became due meanwhile.
+            // Wake when the job is due and the budget would let a call through; then choose
+            // again, in case a first-round job became due meanwhile.
             let wake = due.max(self.permit_at(now));
             if wake > now {
                 if !self.wait(wake).await {
@@ -211,17 +313,24 @@ impl Worker {
             }
             let started = Instant::now();
             let hold_before = lock(&self.budget).backoff.hold_until();
-            if self.poll(i).await.is_none() {
+            let done = match job {
+                Job::Poll(i) => self.poll(i).await,
+                Job::List(i) => self.list(i).await,
+            };
+            if done.is_none() {
                 return;
             }
             self.told_first_polls();
-            self.schedule.polled(i, started);
+            match job {
+                Job::Poll(i) => self.schedule.polled(i, started),
+                Job::List(i) => self.listings.polled(i, started),
+            }
             self.publish_budget();
             // A pause that began holds back every target: the page shows them all later.
-            if lock(&self.budget).backoff.hold_until() == hold_before {
-                self.publish_next_poll(i);
-            } else {
+            if lock(&self.budget).backoff.hold_until() != hold_before {
                 self.publish_next_polls();
+            } else if let Job::Poll(i) = job {
+                self.publish_next_poll(i);
             }
         }
     }
@@ -230,6 +339,12 @@ impl Worker {
     fn target(&self, i: usize) -> &Target {
         let (a, t) = self.targets[i];
         &self.plan.group.accounts[a].targets[t]
+    }
+
+    /// Listing `i` of the listing schedule.
+    fn listing(&self, i: usize) -> &Listing {
+        let (a, l) = self.listed[i];
+        &self.plan.group.accounts[a].listings[l]
     }
 
     /// Sleeps until `wake`, taking a reloaded plan if one comes first; `false` when
@@ -261,43 +376,161 @@ impl Worker {
     /// One poll of entry `i`, with its allowed retries; `None` when cancelled.
     async fn poll(&mut self, i: usize) -> Option<()> {
         let target = self.target(i).clone();
-        let Some(member) = self.members.get(&target.account) else {
+        let key = (target.account.clone(), target.region.clone());
+        let Some(member) = self.members.get(&key) else {
             return Some(());
         };
         let (client, region) = (member.client.clone(), member.account.region.clone());
-        if let Some(e) = client.broken() {
-            self.fail(&target, &e);
+        let subject = Subject::Target(&target);
+        match self
+            .request(&client, &region, subject, Call::Statistics(&target))
+            .await?
+        {
+            Ok(Answer::Statistics(stats)) => {
+                tracing::debug!(%target, fail_num = stats.fail_num, success_num = stats.success_num, "polled");
+                self.shared.store.record_success(&target, stats);
+            }
+            Ok(Answer::Page(_)) => unreachable!("a statistics call answers statistics"),
+            Err(e) => {
+                self.shared
+                    .store
+                    .record_failure(&target, e.reason(), &e.to_string());
+                self.failed(subject, &e);
+            }
+        }
+        Some(())
+    }
+
+    /// One listing of entry `i` of the listing schedule: every page until `total_num` (or
+    /// `poll.max_registries_per_project`) is reached, each page one call of the budget. Any
+    /// failed page fails the whole listing: never a partial truth. `None` when cancelled.
+    async fn list(&mut self, i: usize) -> Option<()> {
+        let listing = self.listing(i).clone();
+        let key = (listing.account.clone(), listing.region.clone());
+        let Some(member) = self.members.get(&key) else {
             return Some(());
+        };
+        let (client, region) = (member.client.clone(), member.account.region.clone());
+        let subject = Subject::Listing(&listing);
+        let max = self.plan.poll.max_registries_per_project;
+        let mut registries: Vec<Registry> = Vec::new();
+        let mut ids: HashSet<String> = HashSet::new();
+        let (mut offset, mut without_id, mut pages) = (0usize, 0usize, 0usize);
+        let outcome = loop {
+            let page = match self
+                .request(&client, &region, subject, Call::Page(&listing, offset))
+                .await?
+            {
+                Ok(Answer::Page(page)) => page,
+                Ok(Answer::Statistics(_)) => unreachable!("a listing call answers a page"),
+                Err(e) => break Err(e),
+            };
+            pages += 1;
+            let n = page.registries.len();
+            for r in page.registries {
+                if r.id.is_empty() {
+                    without_id += 1;
+                } else if ids.insert(r.id.clone()) {
+                    registries.push(r);
+                }
+            }
+            offset += n;
+            if registries.len() >= max {
+                break Ok(page
+                    .total_num
+                    .map_or(registries.len() > max, |t| t > max as u64));
+            }
+            match page.total_num {
+                Some(total) if offset as u64 >= total => break Ok(false),
+                Some(total) if n == 0 => {
+                    break Err(ApiError::Decode(format!(
+                        "the page at offset {offset} is empty, but total_num is {total}"
+                    )))
+                }
+                None if n < PAGE_LIMIT => break Ok(false),
+                _ => {}
+            }
+            if offset >= MAX_OFFSET {
+                break Err(ApiError::Decode(format!(
+                    "paging reached offset {offset} without reaching total_num"
+                )));
+            }
+        };
+        match outcome {
+            Ok(truncated) => {
+                if truncated {
+                    registries.truncate(max);
+                    tracing::warn!(%listing, max_registries_per_project = max, "the project has more registries than poll.max_registries_per_project; only that many are exported");
+                    self.shared.store.record_listing_truncated(&listing);
+                }
+                if without_id > 0 {
+                    tracing::warn!(%listing, registries = without_id, "registries without an id in the listing are not exported");
+                }
+                tracing::debug!(%listing, registries = registries.len(), pages, "listed");
+                self.shared
+                    .store
+                    .record_listing_success(&listing, registries);
+            }
+            Err(e) => {
+                self.shared
+                    .store
+                    .record_listing_failure(&listing, e.reason(), &e.to_string());
+                self.failed(subject, &e);
+            }
+        }
+        Some(())
+    }
+
+    /// One API call with its allowed retries, within the budget: `None` when cancelled.
+    /// Every attempt is counted; an IAM token the API refuses is replaced once.
+    async fn request(
+        &mut self,
+        client: &HssClient,
+        region: &str,
+        subject: Subject<'_>,
+        call: Call<'_>,
+    ) -> Option<Result<Answer, ApiError>> {
+        let (account, project_id) = match call {
+            Call::Statistics(t) => (&t.account, &t.project_id),
+            Call::Page(l, _) => (&l.account, &l.project_id),
+        };
+        if let Some(e) = client.broken() {
+            return Some(Err(e));
         }
         let mut retried = false;
         let mut refreshed = false;
         loop {
-            let auth = match client.authenticator().for_project(&target.project_id).await {
+            let auth = match client.authenticator().for_project(project_id).await {
                 Ok(auth) => auth,
                 Err(e) => {
                     if e.is_transient() && !retried {
                         retried = true;
-                        self.pause_before_retry(&target, &e).await?;
+                        self.pause_before_retry(subject, &e).await?;
                         continue;
                     }
-                    self.fail(&target, &e);
-                    return Some(());
+                    return Some(Err(e));
                 }
             };
             self.wait_for_permit().await?;
-            let exchange = self.unless_cancelled(client.fetch(&target, &auth)).await?;
-            self.shared.store.record_request(
-                &target.account,
-                &region,
-                &exchange.code,
-                exchange.elapsed,
-            );
-            match exchange.result {
-                Ok(stats) => {
+            let (code, elapsed, result) = match call {
+                Call::Statistics(target) => {
+                    let e = self.unless_cancelled(client.fetch(target, &auth)).await?;
+                    (e.code, e.elapsed, e.result.map(Answer::Statistics))
+                }
+                Call::Page(listing, offset) => {
+                    let e = self
+                        .unless_cancelled(client.list_registries(listing, offset, &auth))
+                        .await?;
+                    (e.code, e.elapsed, e.result.map(Answer::Page))
+                }
+            };
+            self.shared
+                .store
+                .record_request(account, region, &code, elapsed);
+            match result {
+                Ok(answer) => {
                     lock(&self.budget).backoff.succeeded();
-                    tracing::debug!(%target, fail_num = stats.fail_num, success_num = stats.success_num, "polled");
-                    self.shared.store.record_success(&target, stats);
-                    return Some(());
+                    return Some(Ok(answer));
                 }
                 // An IAM token may have been revoked or expired early: fetch a new one and try
                 // once more, but only when the credential has no failure streak.
@@ -308,28 +541,20 @@ impl Worker {
                 {
                     refreshed = true;
                     lock(&self.budget).backoff.token_refused();
-                    tracing::info!(%target, "token refused; fetching a new one");
-                    client
-                        .authenticator()
-                        .refused(&target.project_id, &auth)
-                        .await;
+                    tracing::info!(%subject, "token refused; fetching a new one");
+                    client.authenticator().refused(project_id, &auth).await;
                 }
                 Err(e) if e.is_transient() && !retried => {
                     retried = true;
-                    self.pause_before_retry(&target, &e).await?;
+                    self.pause_before_retry(subject, &e).await?;
                 }
-                Err(e) => {
-                    self.fail(&target, &e);
-                    return Some(());
-                }
+                Err(e) => return Some(Err(e)),
             }
         }
     }
 
-    fn fail(&mut self, target: &Target, error: &ApiError) {
-        self.shared
-            .store
-            .record_failure(target, error.reason(), &error.to_string());
+    /// What a failed poll means for the budget: a warning, a suspension, or a pause.
+    fn failed(&mut self, subject: Subject<'_>, error: &ApiError) {
         let now = Instant::now();
         match error {
             ApiError::Auth {
@@ -338,18 +563,18 @@ impl Worker {
                 let verdict = lock(&self.budget).backoff.auth_failed(now);
                 match verdict {
                     AuthVerdict::Warn => {
-                        tracing::warn!(%target, %error, "authentication refused");
+                        tracing::warn!(%subject, %error, "authentication refused");
                     }
                     AuthVerdict::Suspend { pause, first } => {
-                        self.suspend(target, pause, first, request_id, code, error);
+                        self.suspend(subject, pause, first, request_id, code, error);
                     }
                 }
             }
             ApiError::Throttled { retry_after, .. } => {
                 let wait = lock(&self.budget).backoff.throttled(*retry_after, now);
-                tracing::warn!(%target, %error, budget = %self.label, pause = %humantime::format_duration(wait), "throttled by the API; pausing every account of this credential");
+                tracing::warn!(%subject, %error, budget = %self.label, pause = %humantime::format_duration(wait), "throttled by the API; pausing every account of this credential");
             }
-            _ => tracing::warn!(%target, %error, "poll failed"),
+            _ => tracing::warn!(%subject, %error, "poll failed"),
         }
     }
 
@@ -357,7 +582,7 @@ impl Worker {
     /// loudly.
     fn suspend(
         &self,
-        target: &Target,
+        subject: Subject<'_>,
         pause: Duration,
         first: bool,
         request_id: &str,
@@ -372,8 +597,14 @@ impl Worker {
         );
         for i in 0..self.schedule.len() {
             let t = self.target(i);
-            if t != target {
+            if !matches!(subject, Subject::Target(s) if s == t) {
                 self.shared.store.mark_down(t, &why);
+            }
+        }
+        for i in 0..self.listings.len() {
+            let l = self.listing(i);
+            if !matches!(subject, Subject::Listing(s) if s == l) {
+                self.shared.store.mark_listing_down(l, &why);
             }
         }
         let accounts = self.plan.group.names();
@@ -398,9 +629,9 @@ impl Worker {
         }
     }
 
-    async fn pause_before_retry(&self, target: &Target, error: &ApiError) -> Option<()> {
+    async fn pause_before_retry(&self, subject: Subject<'_>, error: &ApiError) -> Option<()> {
         let pause = Duration::from_millis(rand::thread_rng().gen_range(RETRY_PAUSE_MS));
-        tracing::debug!(%target, %error, ?pause, "transient failure; retrying once");
+        tracing::debug!(%subject, %error, ?pause, "transient failure; retrying once");
         self.unless_cancelled(tokio::time::sleep(pause)).await
     }
 

@@ -30,6 +30,12 @@ pub struct FaultRule {
     pub project_id: Option<String>,
     /// Matches the raw `registry_type` parameter; `"all"` matches requests without one.
     pub registry_type: Option<String>,
+    /// Matches registry listings only (`true`) or statistics calls only (`false`).
+    pub listing: Option<bool>,
+    /// Matches requests whose raw query string contains this.
+    pub query: Option<String>,
+    /// Matches IAM's project listing instead of HSS calls.
+    pub iam: bool,
     /// Of every `period` matches, the first `burst` fire.
     pub period: u32,
     /// See `period`.
@@ -49,6 +55,9 @@ impl FaultRule {
             fault,
             project_id: None,
             registry_type: None,
+            listing: None,
+            query: None,
+            iam: false,
             period: 1,
             burst: 1,
             times: None,
@@ -68,6 +77,24 @@ impl FaultRule {
         self.registry_type = Some(t.to_string());
         self
     }
+    /// Only for registry listings (`true`) or only for statistics calls (`false`).
+    #[must_use]
+    pub fn listing(mut self, listing: bool) -> Self {
+        self.listing = Some(listing);
+        self
+    }
+    /// For IAM's project listing (`GET /v3/auth/projects`) instead of HSS calls.
+    #[must_use]
+    pub fn iam(mut self) -> Self {
+        self.iam = true;
+        self
+    }
+    /// Only for requests whose raw query string contains `text` (`offset=200`).
+    #[must_use]
+    pub fn query_contains(mut self, text: &str) -> Self {
+        self.query = Some(text.to_string());
+        self
+    }
     /// Fires on the first `burst` of every `period` matching requests.
     #[must_use]
     pub fn pattern(mut self, burst: u32, period: u32) -> Self {
@@ -82,8 +109,18 @@ impl FaultRule {
         self
     }
 
-    pub(super) fn applies(&mut self, project_id: &str, registry_type: Option<&str>) -> bool {
-        let project_ok = self.project_id.as_deref().is_none_or(|p| p == project_id);
+    pub(super) fn applies(
+        &mut self,
+        project_id: &str,
+        registry_type: Option<&str>,
+        listing: bool,
+        query: &str,
+        iam: bool,
+    ) -> bool {
+        let project_ok = self.iam == iam
+            && self.project_id.as_deref().is_none_or(|p| p == project_id)
+            && self.listing.is_none_or(|l| l == listing)
+            && self.query.as_deref().is_none_or(|q| query.contains(q));
         let type_ok = self
             .registry_type
             .as_deref()

@@ -104,7 +104,8 @@ impl Sim {
             service: Service::Metadata,
             caller: String::new(),
             project_id: String::new(),
-            query: path.to_string(),
+            path: path.to_string(),
+            query: String::new(),
             status: response.status().as_u16(),
         });
         Some(response)

@@ -27,7 +27,7 @@ pub use faults::{Fault, FaultRule};
 pub use metadata::AGENCY_CALLER;
 
 use crate::hss::signer;
-use crate::model::{RegistryType, Statistics};
+use crate::model::{Registry, RegistryStatus, RegistryType, Statistics};
 use body::{error, json};
 use gateway::authenticate;
 
@@ -39,7 +39,7 @@ const MAX_REQUEST_BODY: usize = 64 * 1024;
 pub enum Service {
     /// The HSS statistics route.
     Hss,
-    /// IAM's token route.
+    /// IAM: tokens and the project listing.
     Iam,
     /// The metadata service (`query` holds the path).
     Metadata,
@@ -56,6 +56,8 @@ pub struct LogEntry {
     pub caller: String,
     /// The project in the path (HSS) or the token's scope (IAM).
     pub project_id: String,
+    /// The request's path.
+    pub path: String,
     /// The raw query string.
     pub query: String,
     /// The status answered.
@@ -83,6 +85,10 @@ struct State {
     token_lifetime: Option<Duration>,
     /// (`project_id`, `enterprise_project_id`, type) → counts.
     stats: BTreeMap<(String, String, RegistryType), Statistics>,
+    /// IAM's projects: (id, name, enabled), in the order listed.
+    iam_projects: Vec<(String, String, bool)>,
+    /// (`project_id`, `enterprise_project_id`) → registries, in the order listed.
+    registries: BTreeMap<(String, String), Vec<Registry>>,
     rate_limit_per_minute: Option<u32>,
     windows: HashMap<String, VecDeque<Instant>>,
     faults: Vec<FaultRule>,
@@ -174,6 +180,60 @@ impl Sim {
             .copied()
     }
 
+    /// A project IAM lists for every caller (`GET /v3/auth/projects`); replaces one with the
+    /// same ID.
+    pub fn put_iam_project(&self, id: &str, name: &str, enabled: bool) {
+        let mut s = self.state();
+        match s.iam_projects.iter_mut().find(|p| p.0 == id) {
+            Some(p) => *p = (id.into(), name.into(), enabled),
+            None => s.iam_projects.push((id.into(), name.into(), enabled)),
+        }
+    }
+
+    /// Removes a project from IAM's listing.
+    pub fn remove_iam_project(&self, id: &str) {
+        self.state().iam_projects.retain(|p| p.0 != id);
+    }
+
+    /// Sets the registries of one project and enterprise project (`None`: the default, `"0"`),
+    /// listed in this order.
+    pub fn set_registries(&self, project_id: &str, eps: Option<&str>, registries: Vec<Registry>) {
+        self.state()
+            .registries
+            .insert((project_id.into(), eps.unwrap_or("0").into()), registries);
+    }
+
+    /// Adds a registry, or replaces the one with its ID, in one project and enterprise project.
+    pub fn put_registry(&self, project_id: &str, eps: Option<&str>, registry: Registry) {
+        let mut s = self.state();
+        let list = s
+            .registries
+            .entry((project_id.into(), eps.unwrap_or("0").into()))
+            .or_default();
+        match list.iter_mut().find(|r| r.id == registry.id) {
+            Some(r) => *r = registry,
+            None => list.push(registry),
+        }
+    }
+
+    /// Removes the registry with `id` from every enterprise project of a project.
+    pub fn remove_registry(&self, project_id: &str, id: &str) {
+        for ((p, _), list) in &mut self.state().registries {
+            if p == project_id {
+                list.retain(|r| r.id != id);
+            }
+        }
+    }
+
+    /// The registries of one project and enterprise project, in the order listed.
+    pub fn registries(&self, project_id: &str, eps: Option<&str>) -> Vec<Registry> {
+        self.state()
+            .registries
+            .get(&(project_id.into(), eps.unwrap_or("0").into()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Enforces at most `n` accepted calls per caller in any 60 s; `None` lifts the limit.
     pub fn set_rate_limit(&self, n: Option<u32>) {
         self.state().rate_limit_per_minute = n;
@@ -261,13 +321,20 @@ impl Sim {
         if let Some(response) = self.metadata_route(&parts.method, &path, &parts.headers) {
             return response;
         }
+        if path == "/v3/auth/projects" && parts.method == Method::GET {
+            return self.list_projects(&parts, &body).await;
+        }
         let segments: Vec<&str> = path.split('/').collect();
         match segments.as_slice() {
             ["", "v5", project, "image", "registries", "statistics"]
                 if parts.method == Method::GET =>
             {
                 let project = signer::decode(project);
-                self.statistics(&parts, &body, &project).await
+                self.hss(&parts, &body, &project, false).await
+            }
+            ["", "v5", project, "image", "registries"] if parts.method == Method::GET => {
+                let project = signer::decode(project);
+                self.hss(&parts, &body, &project, true).await
             }
             _ => error(
                 404,
@@ -284,11 +351,13 @@ impl Sim {
         format!("sim-{:08x}", s.counter)
     }
 
-    async fn statistics(
+    /// An HSS call: the statistics, or (`list`) a page of the registry listing.
+    async fn hss(
         &self,
         parts: &http::request::Parts,
         body: &[u8],
         project: &str,
+        list: bool,
     ) -> Response<SimBody> {
         let request_id = self.request_id();
         let raw_query = parts.uri.query().unwrap_or("").to_string();
@@ -328,18 +397,20 @@ impl Sim {
                         Err((caller, error(429, "APIGW.0308", &format!("The throttling threshold has been reached: policy user over ratelimit,limit:{limit},time:1 minute"), &request_id)))
                     } else {
                         fault = s.faults.iter_mut().find_map(|r| {
-                            r.applies(project, registry_type.as_deref())
+                            r.applies(project, registry_type.as_deref(), list, &raw_query, false)
                                 .then(|| r.fault.clone())
                         });
-                        Ok((
-                            caller,
+                        let answer = if list {
+                            s.list(project, &query, &request_id)
+                        } else {
                             s.answer(
                                 project,
                                 eps.as_deref(),
                                 registry_type.as_deref(),
                                 &request_id,
-                            ),
-                        ))
+                            )
+                        };
+                        Ok((caller, answer))
                     }
                 }
             };
@@ -376,6 +447,95 @@ impl Sim {
             service: Service::Hss,
             caller,
             project_id: project.to_string(),
+            path: parts.uri.path().to_string(),
+            query: raw_query,
+            status: response.status().as_u16(),
+        });
+        response
+    }
+
+    /// IAM's `GET /v3/auth/projects`: any valid token (static, or issued for any scope) or an
+    /// AK/SK signature; every caller sees every project.
+    async fn list_projects(&self, parts: &http::request::Parts, body: &[u8]) -> Response<SimBody> {
+        let request_id = self.request_id();
+        let raw_query = parts.uri.query().unwrap_or("").to_string();
+        let mut fault = None;
+        let (caller, mut response) = {
+            let mut s = self.state();
+            let token = parts
+                .headers
+                .get("X-Auth-Token")
+                .and_then(|v| v.to_str().ok());
+            let caller = match token {
+                Some(t) => match (s.static_tokens.get(t), s.issued.get(t)) {
+                    (Some(owner), _) => Ok(owner.clone()),
+                    (None, Some(i)) if Instant::now() < i.expires => Ok(i.caller.clone()),
+                    _ => Err((String::new(), "token is not valid".to_string())),
+                },
+                None => authenticate(&s, parts, body, "", &[]),
+            };
+            match caller {
+                Err((caller, why)) => (
+                    caller,
+                    error(
+                        401,
+                        "IAM.0001",
+                        &format!("Incorrect IAM authentication information: {why}"),
+                        &request_id,
+                    ),
+                ),
+                Ok(caller) => {
+                    fault = s.faults.iter_mut().find_map(|r| {
+                        r.applies("", None, false, &raw_query, true)
+                            .then(|| r.fault.clone())
+                    });
+                    let projects: Vec<serde_json::Value> = s
+                        .iam_projects
+                        .iter()
+                        .map(|(id, name, enabled)| {
+                            let parent = name.split_once('_').map_or("domain-id", |(r, _)| r);
+                            serde_json::json!({
+                                "id": id, "name": name, "enabled": enabled, "is_domain": false,
+                                "description": "", "parent_id": parent, "domain_id": "domain-id",
+                                "links": {"self": format!("https://iam.myhuaweicloud.com/v3/projects/{id}")}
+                            })
+                        })
+                        .collect();
+                    (
+                        caller,
+                        json(
+                            200,
+                            &serde_json::json!({"projects": projects, "links": {"self": "https://iam.myhuaweicloud.com/v3/auth/projects"}}),
+                        ),
+                    )
+                }
+            }
+        };
+        match fault {
+            None => {}
+            Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+            Some(Fault::Status(code)) => {
+                response = error(code, "IAM.0003", "simulated server error", &request_id);
+            }
+            Some(Fault::Throttle { .. }) => {
+                response = error(
+                    429,
+                    "APIGW.0308",
+                    "The throttling threshold has been reached",
+                    &request_id,
+                );
+            }
+            Some(Fault::Reset) => {
+                response = Response::new(SimBody::broken(Bytes::from_static(b"{\"projects\": [")));
+            }
+            Some(Fault::Body(text)) => response = Response::new(SimBody::full(Bytes::from(text))),
+        }
+        self.state().record(LogEntry {
+            at: Instant::now(),
+            service: Service::Iam,
+            caller,
+            project_id: String::new(),
+            path: parts.uri.path().to_string(),
             query: raw_query,
             status: response.status().as_u16(),
         });
@@ -395,6 +555,8 @@ impl Sim {
             .as_str()
             .unwrap_or("")
             .to_string();
+        // A domain-scoped token: for IAM calls outside any project.
+        let domain_scope = v["auth"]["scope"]["domain"]["name"].as_str() == Some(domain);
         let mut s = self.state();
         let caller = format!("{domain}/{name}");
         let known = s.users.iter().any(|u| {
@@ -402,7 +564,7 @@ impl Sim {
                 && u.name == name
                 && bool::from(u.password.as_bytes().ct_eq(password.as_bytes()))
         });
-        let response = if !known || project_id.is_empty() {
+        let response = if !known || (project_id.is_empty() && !domain_scope) {
             let mut r = json(
                 401,
                 &serde_json::json!({"error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}}),
@@ -437,6 +599,7 @@ impl Sim {
             service: Service::Iam,
             caller,
             project_id,
+            path: "/v3/auth/tokens".into(),
             query: String::new(),
             status: response.status().as_u16(),
         });
@@ -509,6 +672,111 @@ impl State {
             &serde_json::json!({"fail_num": fail_num, "success_num": success_num}),
         )
     }
+}
+
+impl State {
+    /// A page of `GET /v5/{project}/image/registries`, with the API's filters and paging.
+    fn list(
+        &self,
+        project: &str,
+        query: &[(String, String)],
+        request_id: &str,
+    ) -> Response<SimBody> {
+        let param = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let number =
+            |name: &str, default: u64, range: std::ops::RangeInclusive<u64>| match param(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        Box::new(error(
+                            400,
+                            "HSS.1002",
+                            &format!(
+                                "invalid {name} {v:?} (expected {}-{})",
+                                range.start(),
+                                range.end()
+                            ),
+                            request_id,
+                        ))
+                    }),
+            };
+        // The API documents limit 10-200; whether it refuses or clamps other values is not
+        // documented: the simulator refuses them.
+        let limit = match number("limit", 10, 10..=200) {
+            Ok(n) => n as usize,
+            Err(r) => return *r,
+        };
+        let offset = match number("offset", 0, 0..=2_000_000) {
+            Ok(n) => n as usize,
+            Err(r) => return *r,
+        };
+        let eps = param("enterprise_project_id").unwrap_or("0");
+        let types: Option<Vec<&str>> = param("registry_type").map(|t| t.split(',').collect());
+        let matches = |r: &Registry| {
+            param("registry_name").is_none_or(|n| r.name.contains(n))
+                && param("registry_id").is_none_or(|id| r.id == id)
+                && param("registry_addr").is_none_or(|a| r.addr.contains(a))
+                && param("status").is_none_or(|st| r.status.map(RegistryStatus::as_str) == Some(st))
+                && types
+                    .as_ref()
+                    .is_none_or(|t| t.contains(&r.registry_type.as_str()))
+        };
+        let all: Vec<&Registry> = self
+            .registries
+            .iter()
+            .filter(|((p, e), _)| p == project && (eps == "all_granted_eps" || e == eps))
+            .flat_map(|(_, list)| list.iter())
+            .filter(|r| matches(r))
+            .collect();
+        let page: Vec<serde_json::Value> = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|r| registry_json(r))
+            .collect();
+        json(
+            200,
+            &serde_json::json!({"total_num": all.len(), "data_list": page}),
+        )
+    }
+}
+
+/// A registry as the API writes it; fields the simulator does not know are left out.
+fn registry_json(r: &Registry) -> serde_json::Value {
+    let mut o = serde_json::Map::new();
+    for (k, v) in [
+        ("id", &r.id),
+        ("registry_name", &r.name),
+        ("registry_type", &r.registry_type),
+        ("registry_addr", &r.addr),
+        ("connect_cluster_id", &r.connect_cluster_id),
+        ("fail_reason", &r.fail_reason),
+    ] {
+        if !v.is_empty() {
+            o.insert(k.into(), v.clone().into());
+        }
+    }
+    if let Some(s) = r.status {
+        o.insert("status".into(), s.as_str().into());
+    }
+    if let Some(n) = r.images_num {
+        o.insert("images_num".into(), n.into());
+    }
+    if let Some(t) = r.latest_sync_time_ms {
+        o.insert("latest_sync_time".into(), t.into());
+    }
+    o.insert("api_version".into(), "V2".into());
+    o.insert("protocol".into(), "https".into());
+    o.insert("get_scan_image_channel".into(), "Other".into());
+    serde_json::Value::Object(o)
 }
 
 /// A running simulator; dropping it stops it.

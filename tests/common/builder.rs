@@ -136,19 +136,46 @@ impl Account {
         self
     }
 
+    /// `discover:` as a YAML flow mapping, e.g. `{ regions: [cn-north-4], refresh: 5m }`,
+    /// with IAM on the simulator (its endpoint written with `/v3`, as stacks write it).
+    pub fn discover(mut self, discover: &str) -> Self {
+        self.extra.push(format!("discover: {discover}"));
+        self.extra.push("iam_endpoint: \"{API}/v3\"".into());
+        self
+    }
+
     /// A project with these registry types (none: all types summed).
     pub fn project(self, project_id: &str, types: &[&str]) -> Self {
         self.project_in(project_id, None, types)
     }
 
     /// A project in an enterprise project.
-    pub fn project_in(mut self, project_id: &str, eps: Option<&str>, types: &[&str]) -> Self {
+    pub fn project_in(self, project_id: &str, eps: Option<&str>, types: &[&str]) -> Self {
+        self.project_full(project_id, eps, types, false)
+    }
+
+    /// A project whose registries are also listed one by one when `registries` is true.
+    pub fn project_with(self, project_id: &str, types: &[&str], registries: bool) -> Self {
+        self.project_full(project_id, None, types, registries)
+    }
+
+    /// A project with every option.
+    pub fn project_full(
+        mut self,
+        project_id: &str,
+        eps: Option<&str>,
+        types: &[&str],
+        registries: bool,
+    ) -> Self {
         let mut p = format!("      - project_id: {project_id}\n");
         if let Some(eps) = eps {
             let _ = writeln!(p, "        enterprise_project_id: {eps:?}");
         }
         if !types.is_empty() {
             let _ = writeln!(p, "        registry_types: [{}]", types.join(", "));
+        }
+        if registries {
+            p.push_str("        registries: true\n");
         }
         self.projects.push(p);
         self
@@ -165,7 +192,9 @@ impl Account {
         for line in &self.extra {
             let _ = writeln!(out, "    {line}");
         }
-        out.push_str("    projects:\n");
+        if !self.projects.is_empty() {
+            out.push_str("    projects:\n");
+        }
         for p in &self.projects {
             out.push_str(p);
         }
