@@ -121,6 +121,22 @@ async fn the_status_page_shows_the_demo_with_its_counts_and_filter() {
         "the budget's use is shown"
     );
     assert!(page.contains("4 targets"), "the total");
+    // prod's registry listing, with the demo's 23 registries.
+    let listing = format!(
+        "<tr data-listing=\"{}\" data-state=\"up\">",
+        hss_exporter::demo::PROD_PROJECT
+    );
+    let at = page
+        .find(&listing)
+        .unwrap_or_else(|| panic!("no listing row:\n{page}"));
+    assert!(
+        page[at..].starts_with(&format!(
+            "{listing}<td>{}</td><td></td><td class=\"up\">up</td><td class=\"num\">23</td>",
+            hss_exporter::demo::PROD_PROJECT
+        )),
+        "{}",
+        &page[at..at + 300]
+    );
     // Target rows: prod's problems make it open; staging, healthy, stays collapsed.
     assert!(
         page.contains("<td>Harbor</td>"),

@@ -252,6 +252,20 @@ async fn two_hundred_and_fifty_registries_are_paged_and_exported_exactly() {
         "a removed registry loses every series"
     );
 
+    // The status page lists the listing with its registry count.
+    let (status, json) = common::get(&exporter, "/status.json").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let listings = v["accounts"][0]["listings"].as_array().unwrap();
+    assert_eq!(listings.len(), 1, "{listings:?}");
+    assert_eq!(listings[0]["project_id"], P1);
+    assert_eq!(listings[0]["state"], "up");
+    assert_eq!(
+        listings[0]["registries"].as_u64(),
+        Some(count(&body, "hss_registry_info") as u64)
+    );
+    assert!(listings[0]["last_error"].is_null());
+
     // Ten minutes on: statistics and listings together never exceed the budget.
     tokio::time::sleep(Duration::from_secs(600)).await;
     let log = sim.log();

@@ -1,6 +1,6 @@
 //! The status page: a summary per account (targets up, down, stale and pending, the rate
-//! budget's use, suspensions and pauses) and every target with its state, values, last
-//! error and next poll. The page is plain HTML with a little script that reads
+//! budget's use, suspensions and pauses), every target with its state, values, last error
+//! and next poll, and every registry listing with its state and registry count. The page is plain HTML with a little script that reads
 //! `/status.json` and refreshes without reloading; the JSON is built here from the store.
 
 use std::collections::BTreeMap;
@@ -8,15 +8,20 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use crate::metrics::{AccountStatus, Store, TargetStatus};
-use crate::model::Target;
+use crate::metrics::{AccountStatus, ListingStatus, Store, TargetStatus};
+use crate::model::{Listing, Target};
 
 /// The page: static, everything it shows comes from `/status.json`.
 pub(super) const PAGE: &str = include_str!("status.html");
 
 /// Where a target stands, most severe first.
 fn state(s: &TargetStatus) -> &'static str {
-    match (s.stale, s.up) {
+    state_of(s.stale, s.up)
+}
+
+/// Where a target or a listing stands: stale, down, pending or up.
+fn state_of(stale: bool, up: Option<bool>) -> &'static str {
+    match (stale, up) {
         (true, _) => "stale",
         (false, Some(false)) => "down",
         (false, None) => "pending",
@@ -53,6 +58,18 @@ fn target(now: SystemTime, t: &Target, s: &TargetStatus) -> Value {
     })
 }
 
+fn listing(now: SystemTime, l: &Listing, s: &ListingStatus) -> Value {
+    json!({
+        "project_id": l.project_id,
+        "enterprise_project_id": l.enterprise_project_id.as_deref().unwrap_or(""),
+        "state": state_of(s.stale, s.up),
+        "registries": s.registries.filter(|_| !s.stale),
+        "last_success": s.last_success.map(time),
+        "last_success_ago_s": s.last_success.map(|at| seconds_since(now, at)),
+        "last_error": s.last_error,
+    })
+}
+
 fn budget(now: SystemTime, b: &AccountStatus) -> Value {
     json!({
         "name": &*b.budget,
@@ -70,6 +87,8 @@ fn budget(now: SystemTime, b: &AccountStatus) -> Value {
 struct Account {
     status: AccountStatus,
     targets: Vec<Value>,
+    /// Its registry listings (`registries: true`).
+    listings: Vec<Value>,
     up: usize,
     down: usize,
     stale: usize,
@@ -107,6 +126,11 @@ pub(super) fn json(store: &Store, telemetry_path: &str) -> String {
         }
         a.targets.push(target(now, &t, &s));
     }
+    for (l, s) in store.listing_statuses() {
+        if let Some(a) = accounts.get_mut(&(l.account.clone(), l.region.clone())) {
+            a.listings.push(listing(now, &l, &s));
+        }
+    }
     let accounts: Vec<Value> = accounts
         .into_iter()
         .map(|((account, region), a)| {
@@ -123,6 +147,7 @@ pub(super) fn json(store: &Store, telemetry_path: &str) -> String {
                 },
                 "budget": budget(now, &a.status),
                 "targets": a.targets,
+                "listings": a.listings,
             })
         })
         .collect();
