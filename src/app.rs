@@ -12,8 +12,6 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use anyhow::{anyhow, Context as _};
-
 use crate::cli::Cli;
 use crate::config::{ConfigError, Settings};
 use crate::metrics::Store;
@@ -52,6 +50,17 @@ pub enum StartError {
     HttpClient(#[source] reqwest::Error),
 }
 
+/// Why the command line's web options cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    /// `--web.telemetry-path` is not a path the endpoints can serve.
+    #[error("--web.telemetry-path: {0}")]
+    TelemetryPath(String),
+    /// `--web.config.file` cannot be read or is not valid.
+    #[error("--web.config.file")]
+    WebConfig(#[source] web::config::WebConfigError),
+}
+
 /// How the exporter is run, beyond its configuration.
 #[derive(Clone)]
 pub struct Options {
@@ -68,13 +77,13 @@ pub struct Options {
 impl Options {
     /// How the command line says the endpoints are served: the telemetry path, the
     /// lifecycle API, the web config (read and checked now).
-    pub fn from_cli(cli: &Cli) -> anyhow::Result<Options> {
+    pub fn from_cli(cli: &Cli) -> Result<Options, OptionsError> {
         let path = &cli.telemetry_path;
-        web::check_telemetry_path(path).map_err(|e| anyhow!("--web.telemetry-path: {e}"))?;
+        web::check_telemetry_path(path).map_err(OptionsError::TelemetryPath)?;
         let security = match &cli.web_config_file {
             None => None,
             Some(file) => {
-                let security = web::Security::load(file).context("--web.config.file")?;
+                let security = web::Security::load(file).map_err(OptionsError::WebConfig)?;
                 tracing::info!(file = %file.display(), ?security, "web endpoints protected");
                 Some(Arc::new(security))
             }
