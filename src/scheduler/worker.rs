@@ -198,28 +198,22 @@ impl Worker {
         });
         let limit = plan.group.limit();
         let targets = plan.positions();
-        let kept: Vec<Option<usize>> = {
-            let old: HashMap<&Target, usize> = (0..self.targets.len())
-                .map(|i| (self.target(i), i))
-                .collect();
+        let kept = earlier_places(
+            (0..self.targets.len()).map(|i| self.target(i)),
             targets
                 .iter()
-                .map(|&(a, t)| old.get(&plan.group.accounts[a].targets[t]).copied())
-                .collect()
-        };
+                .map(|&(a, t)| &plan.group.accounts[a].targets[t]),
+        );
         self.schedule
             .replan(&kept, plan.poll.interval, limit, Instant::now());
         self.targets = targets;
         let listed = plan.listing_positions();
-        let kept: Vec<Option<usize>> = {
-            let old: HashMap<&Listing, usize> = (0..self.listed.len())
-                .map(|i| (self.listing(i), i))
-                .collect();
+        let kept = earlier_places(
+            (0..self.listed.len()).map(|i| self.listing(i)),
             listed
                 .iter()
-                .map(|&(a, l)| old.get(&plan.group.accounts[a].listings[l]).copied())
-                .collect()
-        };
+                .map(|&(a, l)| &plan.group.accounts[a].listings[l]),
+        );
         self.listings
             .replan(&kept, plan.poll.registries_interval, limit, Instant::now());
         self.listed = listed;
@@ -732,6 +726,15 @@ impl Worker {
             self.unless_cancelled(sleep_until(at)).await?;
         }
     }
+}
+
+/// For each of the `new` entries, the index among the `old` ones of the same entry, if any.
+fn earlier_places<'a, T: Eq + std::hash::Hash + 'a>(
+    old: impl Iterator<Item = &'a T>,
+    new: impl Iterator<Item = &'a T>,
+) -> Vec<Option<usize>> {
+    let old: HashMap<&T, usize> = old.enumerate().map(|(i, t)| (t, i)).collect();
+    new.map(|t| old.get(t).copied()).collect()
 }
 
 /// For each account of `plan`, the other accounts of its budget.
