@@ -151,7 +151,8 @@ impl Store {
         // Let the segments of changed groups go before their successors are encoded.
         *cached = None;
         let (process_at, process) = self.process_lines();
-        let mut runs = vec![self.own.render(), process];
+        let mut runs = self.own.render();
+        runs.push(process);
         // Copied under the table's lock, encoded outside it: polls go on meanwhile.
         let snapshot = self.targets().snapshot();
         let mut scratch = self
