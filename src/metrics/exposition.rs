@@ -206,9 +206,8 @@ impl Exposition {
     }
 
     /// The same exposition gzip-encoded (some 7% of the text): one gzip member made of the
-    /// runs' deflate streams between a header and a trailer, nothing recompressed. They are
-    /// copied into one buffer: the kernel sends one contiguous buffer faster than dozens of
-    /// pieces, by more than the copy costs.
+    /// runs' deflate streams between a header and a trailer, nothing recompressed and
+    /// nothing copied: the pieces go out together in `writev` calls.
     pub fn gzip(&self) -> Body {
         Body::new(self.gzip_parts().clone())
     }
