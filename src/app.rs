@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cli::Cli;
 use crate::config::{ConfigError, Settings};
+use crate::memory;
 use crate::metrics::Store;
 use crate::model::ListenAddress;
 use crate::reload::{ReloadError, ReloadHandle, ReloadRequest};
@@ -218,6 +219,7 @@ impl Exporter {
                 () = stopping.cancelled() => {}
             }
         });
+        tracker.spawn(memory::release_every(memory::PERIOD, cancel.clone()));
         tracker.close();
         let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         tracing::info!(%addr, addrs = %listening.join(", "), targets = settings.targets().count(), accounts = settings.accounts.len(), "exporter started");

@@ -7,15 +7,17 @@
 //! - [`hss`]: building, signing, authenticating and decoding API calls.
 //! - [`metrics`]: the store behind `/metrics` and the status page.
 //! - [`web`]: the HTTP endpoints, on the neutral accept loop of [`server`].
-//! - [`app`], [`reload`], [`shutdown`], [`telemetry`], [`cli`]: wiring the process.
+//! - [`app`], [`reload`], [`shutdown`], [`telemetry`], [`cli`]: wiring the process;
+//!   [`memory`]: handing freed memory back to the system.
 //! - [`sim`], [`demo`]: the simulated API and the demo scenario.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod hss;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod reload;
