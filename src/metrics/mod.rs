@@ -2,8 +2,9 @@
 //! status page's rows. Polling writes here; the HTTP server only reads.
 //!
 //! The per-target series are kept in a table of their own ([`targets`]) and encoded
-//! incrementally ([`encode`]); the few per-account and process series go through the
-//! prometheus crate ([`self_metrics`]); scrapes share one cached encoding ([`cache`]).
+//! incrementally ([`encode`]); the per-account series are encoded per account, the global
+//! and process ones through the prometheus crate ([`self_metrics`]); scrapes share one
+//! cached encoding ([`cache`]).
 
 mod cache;
 mod encode;
