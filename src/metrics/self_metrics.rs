@@ -1,7 +1,7 @@
 //! The exporter's own series. The per-account families (requests, durations, errors,
 //! suspensions) change with every API call, so each account keeps its own counters and its
-//! lines per family, encoded again only when that account changed: a poll costs one
-//! account's few lines, not every account's. The few global families (the configuration's
+//! lines per family, and only the families an account changed are encoded again: a poll
+//! costs one account's few lines, not every account's. The few global families (the configuration's
 //! state, the build, discoveries) go through the prometheus crate in a registry of their
 //! own, encoded again only when one of them changed.
 
@@ -204,12 +204,7 @@ impl SelfMetrics {
     /// `ACCOUNT_FAMILIES`); nothing for an account no longer configured.
     fn count(&self, account: &str, region: &str, families: &[usize], f: impl FnOnce(&mut Counts)) {
         let mut live = self.live();
-        // Few accounts: a scan costs less than building an owned key for every request.
-        if let Some(a) = live
-            .iter_mut()
-            .find(|((a, r), _)| a == account && r == region)
-            .map(|(_, a)| a)
-        {
+        if let Some(a) = configured(&mut live, account, region) {
             f(&mut a.counts);
             a.version += 1;
             for &family in families {
@@ -308,12 +303,7 @@ impl SelfMetrics {
 
     /// Where an account's credential stands now; ignored for an account no longer configured.
     pub(super) fn set_account_status(&self, account: &str, region: &str, status: AccountStatus) {
-        let mut live = self.live();
-        if let Some(a) = live
-            .iter_mut()
-            .find(|((a, r), _)| a == account && r == region)
-            .map(|(_, a)| a)
-        {
+        if let Some(a) = configured(&mut self.live(), account, region) {
             a.status = status;
         }
     }
@@ -415,6 +405,18 @@ impl SelfMetrics {
         }
         runs
     }
+}
+
+/// The entry of a configured (account, region); `None` for one no longer configured.
+fn configured<'a>(
+    live: &'a mut BTreeMap<(String, String), Account>,
+    account: &str,
+    region: &str,
+) -> Option<&'a mut Account> {
+    // Few accounts: a scan costs less than building an owned key for every request.
+    live.iter_mut()
+        .find(|((a, r), _)| a == account && r == region)
+        .map(|(_, a)| a)
 }
 
 /// An account's lines of one per-account family, encoded in `out`.
