@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         eprintln!("hss-exporter: --log.level: {e}");
         return ExitCode::FAILURE;
     }
+    // Before the runtime starts its threads.
+    let allocator = hss_exporter::memory::configure();
+    tracing::debug!(?allocator, "allocator settings");
     let outcome = app::runtime()
         .context("cannot start the runtime")
         .and_then(|runtime| runtime.block_on(run(cli)));

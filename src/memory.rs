@@ -1,12 +1,23 @@
-//! Gives the system back the memory the allocator keeps after the program freed it.
+//! How the program's memory goes back to the system.
 //!
 //! glibc keeps what a thread frees in that thread's arena, and returns pages to the system
 //! only from the top of a heap. The transient buffers of polling (request and answer
-//! bodies, listing pages of some 100 KB, decoded registries) are allocated on the runtime's
-//! threads between longer-lived allocations, so each thread's arena ends up holding a few
-//! MiB that nothing uses, and resident memory creeps up over hours of polling. Every
-//! [`PERIOD`], `malloc_trim(0)` hands the free pages of every arena back. Other allocators
-//! (musl, macOS, Windows) return memory themselves; there this does nothing.
+//! bodies, listing pages of some 100 KB, decoded registries) and of encoding (the body's
+//! changed pieces) are allocated on the runtime's threads between longer-lived
+//! allocations, so each arena ends up holding a few MiB that nothing uses, and resident
+//! memory creeps up over hours of polling. Two things keep it down:
+//!
+//! - [`configure`], before any thread starts: at most [`ARENAS`] arenas (glibc's default
+//!   is eight per CPU, each with free pages of its own), and a fixed threshold of
+//!   [`MMAP_THRESHOLD`] above which an allocation is a mapping of its own, given back as
+//!   soon as it is freed. By default glibc raises that threshold to the size of every
+//!   large block freed, so after the first 700 KB listing all of them land in the arenas
+//!   and leave holes there. Either setting given in the environment (`MALLOC_ARENA_MAX`,
+//!   `MALLOC_MMAP_THRESHOLD_`, or `GLIBC_TUNABLES`) wins over ours.
+//! - Every [`PERIOD`], `malloc_trim(0)` hands the free pages of every arena back.
+//!
+//! Other allocators (musl, macOS, Windows) return memory themselves; there this does
+//! nothing.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +26,61 @@ use tokio_util::sync::CancellationToken;
 /// How often the free pages go back. A trim walks every arena (about a millisecond for
 /// the heap of 10,000 targets), so this costs nothing measurable.
 pub const PERIOD: Duration = Duration::from_secs(10);
+
+/// Arenas glibc may create: the runtime's threads share them. Allocation is a small part
+/// of the work, so two are enough to keep threads from waiting on each other.
+pub const ARENAS: i32 = 2;
+
+/// Allocations from this size on are mappings of their own (glibc's starting default,
+/// kept from moving up).
+pub const MMAP_THRESHOLD: i32 = 128 * 1024;
+
+/// What [`configure`] set; `false` where the environment decides, or glibc is not in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Configured {
+    /// [`ARENAS`] is the arena limit.
+    pub arenas: bool,
+    /// [`MMAP_THRESHOLD`] is the fixed mapping threshold.
+    pub mmap_threshold: bool,
+}
+
+/// Sets the allocator's arena limit and mapping threshold, unless the environment does.
+/// Call it first thing, before the runtime starts its threads: arenas are made as
+/// threads first allocate.
+pub fn configure() -> Configured {
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    let set_by_env =
+        |var: &str, tunable: &str| std::env::var_os(var).is_some() || tunables.contains(tunable);
+    Configured {
+        arenas: !set_by_env("MALLOC_ARENA_MAX", "glibc.malloc.arena_max")
+            && set(Param::ArenaMax, ARENAS),
+        mmap_threshold: !set_by_env("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")
+            && set(Param::MmapThreshold, MMAP_THRESHOLD),
+    }
+}
+
+/// The `mallopt` settings used here.
+#[derive(Debug, Clone, Copy)]
+enum Param {
+    ArenaMax,
+    MmapThreshold,
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn set(param: Param, value: i32) -> bool {
+    let param = match param {
+        Param::ArenaMax => libc::M_ARENA_MAX,
+        Param::MmapThreshold => libc::M_MMAP_THRESHOLD,
+    };
+    // SAFETY: mallopt takes two integers and changes glibc's own settings under its lock.
+    unsafe { libc::mallopt(param, value) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set(_: Param, _: i32) -> bool {
+    false
+}
 
 /// Releases free memory every `period` until cancelled; each trim runs on a blocking
 /// thread, off the runtime's workers.
@@ -64,8 +130,14 @@ mod tests {
             .unwrap()
     }
 
+    /// The tests measure the whole process's resident memory: one at a time.
+    static RESIDENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn freed_memory_below_a_live_allocation_goes_back() {
+        let _one = RESIDENT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // On a thread of its own, like a runtime worker: 64 MiB in small pieces, all freed
         // but the last, which pins the top of the arena so that free() alone returns none.
         let kept = std::thread::spawn(|| {
@@ -84,5 +156,35 @@ mod tests {
             before.saturating_sub(after) > 32 * 1024,
             "resident {before} KiB before the trim, {after} KiB after"
         );
+    }
+
+    #[test]
+    fn large_blocks_go_back_when_freed_even_after_a_larger_one() {
+        let _one = RESIDENT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() || tunables.contains("mmap") {
+            return;
+        }
+        assert!(configure().mmap_threshold);
+        std::thread::spawn(|| {
+            // glibc's default would now raise its threshold to 8 MiB, and put every block
+            // below in the arena.
+            drop(vec![1u8; 8 << 20]);
+            let blocks: Vec<Vec<u8>> = (0..256).map(|_| vec![1u8; 256 * 1024]).collect();
+            // Pins the top of the arena, so that the blocks could not go from there.
+            let pin = vec![1u8; 1024];
+            let before = resident_kib();
+            drop(blocks);
+            let after = resident_kib();
+            drop(pin);
+            assert!(
+                before.saturating_sub(after) > 32 * 1024,
+                "resident {before} KiB with 64 MiB of blocks, {after} KiB after freeing them"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

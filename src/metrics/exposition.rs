@@ -186,10 +186,11 @@ impl Exposition {
     }
 
     /// The same exposition gzip-encoded (some 7% of the text): one gzip member made of the
-    /// segments' deflate streams between a header and a trailer, nothing recompressed. They
-    /// are copied into one buffer: a segment's stream is often under a kilobyte, and
-    /// `writev` calls of 64 such pieces sent the body of 10,000 targets and as many
-    /// registries at three quarters of the rate of one buffer, far more than the copy costs.
+    /// segments' deflate streams between a header and a trailer, nothing recompressed.
+    /// A segment's stream is often under a kilobyte, and `writev` calls of 64 such pieces
+    /// sent the body of 10,000 targets and as many registries at three quarters of the
+    /// rate of one buffer, far more than a copy costs. So the small streams are copied
+    /// into pieces of [`GZIP_PIECE`] or so, and a stream that large is shared as it is.
     pub fn gzip(&self) -> Body {
         Body::new(self.gzip_parts().clone())
     }
@@ -207,21 +208,19 @@ impl Exposition {
     fn gzip_parts(&self) -> &Arc<[Bytes]> {
         self.gzip.get_or_init(|| {
             let mut crc = crc32fast::Hasher::new();
-            let mut size = GZIP_HEADER.len() + DEFLATE_END.len() + 8;
             for run in &self.runs {
                 crc.combine(run.crc());
-                size += run.deflated().map(|d| d.data.len()).sum::<usize>();
             }
-            let mut out = Vec::with_capacity(size);
-            out.extend_from_slice(&GZIP_HEADER);
+            let mut pieces = Pieces::default();
+            pieces.copy(&GZIP_HEADER);
             for d in self.runs.iter().flat_map(|r| r.deflated()) {
-                out.extend_from_slice(&d.data);
+                pieces.add(&d.data);
             }
-            out.extend_from_slice(&DEFLATE_END);
-            out.extend_from_slice(&crc.finalize().to_le_bytes());
+            pieces.copy(&DEFLATE_END);
+            pieces.copy(&crc.finalize().to_le_bytes());
             // ISIZE is the length modulo 2^32.
-            out.extend_from_slice(&(self.len as u32).to_le_bytes());
-            Chunks::list([Bytes::from(out)])
+            pieces.copy(&(self.len as u32).to_le_bytes());
+            Chunks::list(pieces.finish())
         })
     }
 
@@ -232,6 +231,59 @@ impl Exposition {
             out.extend_from_slice(part);
         }
         out
+    }
+}
+
+/// The size the gzip body's small deflate streams are gathered into: large enough for
+/// `writev` to send the body in a few calls, small enough to come from the allocator's
+/// arenas rather than a mapping of its own each (see [`crate::memory::MMAP_THRESHOLD`]),
+/// which would cost page faults for every new body.
+pub const GZIP_PIECE: usize = 64 * 1024;
+
+/// The gzip body's pieces as they are gathered.
+#[derive(Default)]
+struct Pieces {
+    done: Vec<Bytes>,
+    current: Vec<u8>,
+}
+
+impl Pieces {
+    /// Appends bytes to the piece being gathered, starting a new one when it is full.
+    fn copy(&mut self, bytes: &[u8]) {
+        if self.current.len() + bytes.len() > GZIP_PIECE {
+            self.flush();
+        }
+        if self.current.capacity() == 0 {
+            self.current.reserve_exact(GZIP_PIECE.max(bytes.len()));
+        }
+        self.current.extend_from_slice(bytes);
+    }
+
+    /// A stream: shared when it makes a piece on its own, copied otherwise.
+    fn add(&mut self, stream: &Bytes) {
+        if stream.len() >= GZIP_PIECE {
+            self.flush();
+            self.done.push(stream.clone());
+        } else {
+            self.copy(stream);
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.current.is_empty() {
+            let piece = std::mem::take(&mut self.current);
+            // A short last piece is cut to its length: it lives as long as the body.
+            self.done.push(if piece.len() < piece.capacity() / 2 {
+                Bytes::copy_from_slice(&piece)
+            } else {
+                Bytes::from(piece)
+            });
+        }
+    }
+
+    fn finish(mut self) -> Vec<Bytes> {
+        self.flush();
+        self.done
     }
 }
 
@@ -412,29 +464,66 @@ mod tests {
         assert!(rest.is_empty());
     }
 
-    #[tokio::test]
-    async fn large_and_incompressible_segments_splice_too() {
-        // Pseudo-random bytes do not compress: the deflate output outgrows its buffer.
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let noise: Vec<u8> = (0..600_000)
+    /// Pseudo-random bytes: they do not compress.
+    fn noise(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ seed;
+        (0..len)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 x as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn large_and_incompressible_segments_splice_too() {
+        // The deflate output outgrows its buffer.
         let e = Exposition::new(
             1,
             tokio::time::Instant::now(),
             vec![
-                Run::new(vec![Segment::new(b"first\n".to_vec()), Segment::new(noise)]),
+                Run::new(vec![
+                    Segment::new(b"first\n".to_vec()),
+                    Segment::new(noise(600_000, 0)),
+                ]),
                 Run::new(vec![Segment::new(b"last\n".to_vec())]),
             ],
         );
         let gz = collect(e.gzip()).await;
         let mut text = Vec::new();
         flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut text)
+            .unwrap();
+        assert_eq!(text, e.to_vec());
+    }
+
+    #[tokio::test]
+    async fn small_streams_are_gathered_into_pieces_and_a_large_one_is_shared() {
+        // 300 streams of some 1.5 KB, one of 200 KB in the middle.
+        let small = |i: u64| Segment::new(noise(1500, i));
+        let large = Segment::new(noise(200_000, 1000));
+        let runs = vec![
+            Run::new((0..150).map(small).collect()),
+            Run::new(vec![small(150), large.clone(), small(151)]),
+            Run::new((152..300).map(small).collect()),
+        ];
+        let e = Exposition::new(1, tokio::time::Instant::now(), runs);
+        let parts = e.gzip_parts();
+        let shared = &large.deflated().data;
+        let at = parts
+            .iter()
+            .position(|p| p.as_ptr() == shared.as_ptr() && p.len() == shared.len())
+            .expect("the large stream is one of the pieces, not copied");
+        let lens: Vec<usize> = parts.iter().map(Bytes::len).collect();
+        for (i, len) in lens.iter().enumerate().filter(|&(i, _)| i != at) {
+            assert!(*len <= GZIP_PIECE, "piece {i} of {lens:?}");
+        }
+        // Some 225 KB of small streams on each side: four pieces or so, not 300.
+        assert!((6..=10).contains(&lens.len()), "{lens:?}");
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(&collect(e.gzip()).await[..])
             .read_to_end(&mut text)
             .unwrap();
         assert_eq!(text, e.to_vec());
