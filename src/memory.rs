@@ -48,15 +48,18 @@ pub struct Configured {
 /// Call it first thing, before the runtime starts its threads: arenas are made as
 /// threads first allocate.
 pub fn configure() -> Configured {
-    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    let set_by_env =
-        |var: &str, tunable: &str| std::env::var_os(var).is_some() || tunables.contains(tunable);
     Configured {
         arenas: !set_by_env("MALLOC_ARENA_MAX", "glibc.malloc.arena_max")
             && set(Param::ArenaMax, ARENAS),
         mmap_threshold: !set_by_env("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")
             && set(Param::MmapThreshold, MMAP_THRESHOLD),
     }
+}
+
+/// The environment sets this allocator setting: its own variable, or a glibc tunable.
+fn set_by_env(var: &str, tunable: &str) -> bool {
+    std::env::var_os(var).is_some()
+        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains(tunable))
 }
 
 /// The `mallopt` settings used here.
@@ -163,8 +166,7 @@ mod tests {
         let _one = RESIDENT
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() || tunables.contains("mmap") {
+        if set_by_env("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold") {
             return;
         }
         assert!(configure().mmap_threshold);

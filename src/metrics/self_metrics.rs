@@ -1,9 +1,9 @@
 //! The exporter's own series. The per-account families (requests, durations, errors,
 //! suspensions) change with every API call, so each account keeps its own counters and its
 //! lines per family, and only the families an account changed are encoded again: a poll
-//! costs one account's few lines, not every account's. The few global families (the configuration's
-//! state, the build, discoveries) go through the prometheus crate in a registry of their
-//! own, encoded again only when one of them changed.
+//! costs one account's few lines, not every account's. The few global families (the
+//! configuration's state, the build, discoveries) go through the prometheus crate in a
+//! registry of their own, encoded again only when one of them changed.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
