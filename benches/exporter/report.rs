@@ -215,7 +215,7 @@ pub fn render(r: &Report) -> String {
         );
     }
     row(
-        "resident memory, every target in".into(),
+        "resident memory, every target in, scraped plain and gzip".into(),
         &rss_goal,
         mib(r.rss_fill),
         verdict(r.rss_fill <= max_rss),

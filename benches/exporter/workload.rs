@@ -504,6 +504,10 @@ pub fn soak(exporter: &Exporter, p: &Params, ctx: &Ctx) -> Soak {
         humantime::format_duration(settle)
     );
     std::thread::sleep(settle);
+    // The fill scraped plain text; Prometheus asks for gzip. One gzip scrape makes the
+    // exporter hold what it holds while serving Prometheus (the compressed form of the body),
+    // so the soak measures drift, not that one-time step.
+    exporter.scrape(&ctx.client_rt, true);
     let pid = exporter.pid();
     let rss_fill = rss(pid);
     let mut rss_samples = vec![rss_fill];
