@@ -9,7 +9,8 @@
 //! - CPU per poll (process CPU from /proc divided by API requests made), at the benchmark's
 //!   rate and again at a realistic one (every target once per `HSS_BENCH_REALISTIC_INTERVAL`,
 //!   with scrapes), on an exporter of its own;
-//! - resident memory once every target is in, and after a soak of further polling;
+//! - resident memory once every target is in and a plain and a gzip scrape have been served,
+//!   and after a soak of further polling;
 //! - the `/metrics` body size, plain and gzip;
 //! - `/metrics` under load (wrk when installed, a small built-in client otherwise), plain and
 //!   gzip, alternating with a minimal static server that serves the very same bytes;
