@@ -163,8 +163,39 @@ fn clk_tck() -> f64 {
     })
 }
 
-/// User + system CPU seconds of a process (`self` for this one).
+/// User + system CPU seconds of a process (`self` for this one), its exited threads
+/// included. Read from the process's CPU-time clock, to the nanosecond: `/proc/{pid}/stat`
+/// counts in clock ticks (10 ms), which is a fifth of what 200 polls at 0.2 ms cost, the
+/// whole of a realistic-rate window at 1,000 targets. `/proc` is the fallback.
 pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    precise_cpu_seconds(pid).or_else(|| ticks_cpu_seconds(pid))
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn precise_cpu_seconds(pid: &str) -> Option<f64> {
+    let pid: libc::pid_t = if pid == "self" { 0 } else { pid.parse().ok()? };
+    let mut clock: libc::clockid_t = 0;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both calls only write the plain values they are given pointers to, which
+    // live on this stack frame; pid 0 is this process.
+    let ok = unsafe {
+        libc::clock_getcpuclockid(pid, &raw mut clock) == 0
+            && libc::clock_gettime(clock, &raw mut now) == 0
+    };
+    ok.then_some(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn precise_cpu_seconds(_: &str) -> Option<f64> {
+    None
+}
+
+/// From `/proc/{pid}/stat`, in whole clock ticks.
+fn ticks_cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

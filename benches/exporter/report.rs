@@ -201,7 +201,7 @@ pub fn render(r: &Report) -> String {
     if let Some(q) = &r.realistic {
         row(
             format!(
-                "CPU per poll at a realistic rate: every target once per {} ({:.0} s, {:.0} polls, {:.1}/s of {:.1}/s planned), a scrape every {}",
+                "CPU per poll at a realistic rate: every target once per {} ({:.0} s, {:.0} polls, {:.1}/s of {:.1}/s planned), a gzip scrape every {}",
                 humantime::format_duration(q.interval),
                 q.window.as_secs_f64(),
                 q.polls,
