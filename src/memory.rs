@@ -14,7 +14,11 @@
 //!   large block freed, so after the first 700 KB listing all of them land in the arenas
 //!   and leave holes there. Either setting given in the environment (`MALLOC_ARENA_MAX`,
 //!   `MALLOC_MMAP_THRESHOLD_`, or `GLIBC_TUNABLES`) wins over ours.
-//! - Every [`PERIOD`], `malloc_trim(0)` hands the free pages of every arena back.
+//! - Every [`PERIOD`], if resident memory grew by more than [`growth`] since the last
+//!   trim, and at least every [`TRIM_AT_LEAST`] in any case (memory freed without any
+//!   growth, after a reload that dropped targets say), `malloc_trim(0)` hands the free
+//!   pages of every arena back. A trim walks every arena, and the pages it returns are
+//!   faulted in again when next used; when nothing grew there is little to return.
 //!
 //! Other allocators (musl, macOS, Windows) return memory themselves; there this does
 //! nothing.
@@ -23,9 +27,18 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-/// How often the free pages go back. A trim walks every arena (about a millisecond for
-/// the heap of 10,000 targets), so this costs nothing measurable.
+/// How often resident memory is looked at, and the free pages go back if it grew. A trim
+/// walks every arena (about a millisecond for the heap of 10,000 targets).
 pub const PERIOD: Duration = Duration::from_secs(10);
+
+/// The longest time between two trims, grown or not.
+pub const TRIM_AT_LEAST: Duration = Duration::from_secs(300);
+
+/// How much resident memory may grow past what it was after the last trim before the next
+/// one: 1/32 of it, and at least 256 KiB.
+pub fn growth(settled: u64) -> u64 {
+    (settled / 32).max(256 * 1024)
+}
 
 /// Arenas glibc may create: the runtime's threads share them. Allocation is a small part
 /// of the work, so two are enough to keep threads from waiting on each other.
@@ -85,24 +98,43 @@ fn set(_: Param, _: i32) -> bool {
     false
 }
 
-/// Releases free memory every `period` until cancelled; each trim runs on a blocking
-/// thread, off the runtime's workers.
+/// Releases free memory every `period` when resident memory grew by more than [`growth`]
+/// since the last release or that was [`TRIM_AT_LEAST`] ago, until cancelled; each trim
+/// runs on a blocking thread, off the runtime's workers. Where resident memory cannot be
+/// read, every period trims.
 pub async fn release_every(period: Duration, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate: nothing is freed yet at start.
     tick.tick().await;
+    // Resident bytes after the last trim, and when it was; the first period always trims.
+    let mut settled = 0;
+    let mut trimmed = Instant::now();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {
+                let grew = resident_bytes().is_none_or(|now| now > settled + growth(settled));
+                if !grew && trimmed.elapsed() < TRIM_AT_LEAST {
+                    continue;
+                }
                 let started = Instant::now();
                 if let Ok(released) = tokio::task::spawn_blocking(release).await {
                     tracing::trace!(released, took = ?started.elapsed(), "free memory handed back to the system");
                 }
+                settled = resident_bytes().unwrap_or(0);
+                trimmed = Instant::now();
             }
         }
     }
+}
+
+/// This process's resident memory, where `/proc` tells it: `statm`, a few counters, where
+/// `status` would have the kernel format some fifty lines for one of them.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size() as u64)
 }
 
 /// Asks glibc to return the free pages of every arena to the system; whether any went.
@@ -125,12 +157,23 @@ mod tests {
     use super::*;
 
     fn resident_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        resident_bytes().unwrap() / 1024
+    }
+
+    #[test]
+    fn growth_is_a_thirty_second_and_at_least_256_kib() {
+        assert_eq!(growth(0), 256 * 1024);
+        assert_eq!(growth(4 << 20), 256 * 1024);
+        assert_eq!(growth(64 << 20), 2 << 20);
+    }
+
+    #[test]
+    fn resident_memory_is_read_and_plausible() {
+        let bytes = resident_bytes().unwrap();
+        assert!(
+            (1 << 20..1 << 40).contains(&bytes),
+            "{bytes} bytes resident"
+        );
     }
 
     /// The tests measure the whole process's resident memory: one at a time.

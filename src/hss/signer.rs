@@ -1,7 +1,5 @@
 //! SDK-HMAC-SHA256 request signing, byte for byte as Huawei Cloud's official SDK signer does it.
 
-use std::fmt::Write as _;
-
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
@@ -98,24 +96,45 @@ pub fn sign(
         .map(|(name, value)| (name.to_ascii_lowercase(), value.trim()))
         .collect();
     signed.sort_by(|a, b| a.0.cmp(&b.0));
-    let canonical_headers = signed.iter().fold(String::new(), |mut out, (name, value)| {
-        let _ = writeln!(out, "{name}:{value}");
-        out
-    });
-    let signed_headers = signed
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-    let payload_hash = hex::encode(Sha256::digest(body));
-    let canonical_request = format!(
-        "{method}\n{}\n{query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}",
-        canonical_uri(path)
+    // Built in place, at about their final size: a poll signs one request, and growing
+    // these strings piece by piece was a good part of what building it cost.
+    let mut signed_headers = String::with_capacity(96);
+    for (name, _) in &signed {
+        if !signed_headers.is_empty() {
+            signed_headers.push(';');
+        }
+        signed_headers.push_str(name);
+    }
+    let uri = canonical_uri(path);
+    let mut canonical_request = String::with_capacity(
+        method.len()
+            + uri.len()
+            + query.len()
+            + signed
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + 2)
+                .sum::<usize>()
+            + signed_headers.len()
+            + 64
+            + 5,
     );
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{sdk_date}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
+    for part in [method, "\n", &uri, "\n", query, "\n"] {
+        canonical_request.push_str(part);
+    }
+    for (name, value) in &signed {
+        for part in [name.as_str(), ":", value, "\n"] {
+            canonical_request.push_str(part);
+        }
+    }
+    canonical_request.push('\n');
+    canonical_request.push_str(&signed_headers);
+    canonical_request.push('\n');
+    canonical_request.push_str(&hex::encode(Sha256::digest(body)));
+    let mut string_to_sign = String::with_capacity(ALGORITHM.len() + sdk_date.len() + 66);
+    for part in [ALGORITHM, "\n", sdk_date, "\n"] {
+        string_to_sign.push_str(part);
+    }
+    string_to_sign.push_str(&hex::encode(Sha256::digest(canonical_request.as_bytes())));
     let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes())
         .expect("HMAC accepts keys of any length");
     mac.update(string_to_sign.as_bytes());

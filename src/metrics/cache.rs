@@ -6,12 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex, OnceLock, TryLockError};
 use std::time::Duration;
 
-use prometheus::Registry;
 use tokio::time::Instant;
 
 use super::encode::headers;
 use super::exposition::{Exposition, Run};
-use super::self_metrics::render;
 use super::Store;
 
 /// Process metrics (CPU, memory) in a cached body are at most this old.
@@ -29,9 +27,8 @@ pub(super) struct Cache {
     exposition: Mutex<Option<Arc<Exposition>>>,
     /// The thread scrapes have the exposition encoded on, started on first use.
     encoder: OnceLock<Option<mpsc::Sender<Job>>>,
-    /// The process collector apart: it reads `/proc`, so its lines are kept for up to
-    /// `PROCESS_METRICS_MAX_AGE` instead of being gathered again on every change.
-    process: Registry,
+    /// The process metrics apart: they read `/proc`, so their lines are kept for up to
+    /// `PROCESS_METRICS_MAX_AGE` instead of being read again on every change.
     process_lines: Mutex<Option<(Instant, Arc<Run>)>>,
     /// The per-target families' HELP and TYPE lines, encoded once.
     headers: [Arc<Run>; 4],
@@ -43,17 +40,9 @@ pub(super) struct Cache {
 
 impl Cache {
     pub(super) fn new() -> Self {
-        let process = Registry::new();
-        #[cfg(target_os = "linux")]
-        process
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .expect("unique metric");
         Cache {
             exposition: Mutex::new(None),
             encoder: OnceLock::new(),
-            process,
             process_lines: Mutex::new(None),
             headers: headers(),
             registry_headers: super::registries::headers(),
@@ -184,7 +173,7 @@ impl Store {
         match lines.as_ref() {
             Some((at, run)) if at.elapsed() < PROCESS_METRICS_MAX_AGE => (*at, run.clone()),
             _ => lines
-                .insert((Instant::now(), render(&self.cache.process)))
+                .insert((Instant::now(), super::process::render()))
                 .clone(),
         }
     }

@@ -9,6 +9,7 @@
 mod cache;
 mod encode;
 mod exposition;
+mod process;
 mod registries;
 mod self_metrics;
 mod targets;

@@ -4,13 +4,12 @@
 //! run is assembled again only when one of its listings changed.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::exposition::{escape_label, Run, Segment};
+use super::exposition::{escape_label, write_seconds, write_u64, Run, Segment};
 use crate::model::{Listing, Registry, RegistryStatus};
 
 /// The per-registry families, in the order they are written, with their help texts.
@@ -284,7 +283,7 @@ fn line(
 
 fn seconds(out: &mut Vec<u8>, t: SystemTime) {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+    write_seconds(d.as_secs(), d.subsec_millis(), out);
 }
 
 /// The lines of one family for one listing.
@@ -346,14 +345,16 @@ fn encode(family: usize, listing: &Listing, status: &ListingStatus, out: &mut Ve
                     3 => {
                         if let Some(n) = r.images_num {
                             line(out, name, &mut labels, |o| {
-                                let _ = write!(o, "{n}");
+                                write_u64(n, o);
                             });
                         }
                     }
                     _ => {
                         if let Some(ms) = r.latest_sync_time_ms {
                             line(out, name, &mut labels, |o| {
-                                let _ = write!(o, "{}.{:03}", ms / 1000, ms % 1000);
+                                // Decoded from an unsigned field: never negative.
+                                let ms = u64::try_from(ms).unwrap_or(0);
+                                write_seconds(ms / 1000, (ms % 1000) as u32, o);
                             });
                         }
                     }
