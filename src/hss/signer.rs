@@ -96,8 +96,8 @@ pub fn sign(
         .map(|(name, value)| (name.to_ascii_lowercase(), value.trim()))
         .collect();
     signed.sort_by(|a, b| a.0.cmp(&b.0));
-    // Built in place, at about their final size: a poll signs one request, and growing
-    // these strings piece by piece was a good part of what building it cost.
+    // Built in place, at about their final size: every poll signs a request, and the
+    // reallocations of strings grown piece by piece showed in its profile.
     let mut signed_headers = String::with_capacity(96);
     for (name, _) in &signed {
         if !signed_headers.is_empty() {
