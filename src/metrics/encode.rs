@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::exposition::{escape_label, write_seconds, write_u64, Run, Segment};
+use super::exposition::{escape_label, write_time, write_u64, Run, Segment};
 use super::targets::{TargetStatus, Targets};
 use crate::model::Target;
 
@@ -34,10 +34,7 @@ impl Value {
     fn write(self, out: &mut Vec<u8>) {
         match self {
             Value::Count(n) => write_u64(n, out),
-            Value::Time(t) => {
-                let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-                write_seconds(d.as_secs(), d.subsec_millis(), out);
-            }
+            Value::Time(t) => write_time(t, out),
         }
     }
 }

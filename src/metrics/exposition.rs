@@ -432,6 +432,14 @@ pub fn write_seconds(secs: u64, millis: u32, out: &mut Vec<u8>) {
     ]);
 }
 
+/// Writes a moment as Unix seconds with three decimals (0 before the epoch).
+pub fn write_time(t: std::time::SystemTime, out: &mut Vec<u8>) {
+    let d = t
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    write_seconds(d.as_secs(), d.subsec_millis(), out);
+}
+
 /// Escapes a label value for the text format.
 pub fn escape_label(value: &str, out: &mut Vec<u8>) {
     let bytes = value.as_bytes();

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::exposition::{escape_label, write_seconds, write_u64, Run, Segment};
+use super::exposition::{escape_label, write_seconds, write_time, write_u64, Run, Segment};
 use crate::model::{Listing, Registry, RegistryStatus};
 
 /// The per-registry families, in the order they are written, with their help texts.
@@ -281,11 +281,6 @@ fn line(
     out.push(b'\n');
 }
 
-fn seconds(out: &mut Vec<u8>, t: SystemTime) {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    write_seconds(d.as_secs(), d.subsec_millis(), out);
-}
-
 /// The lines of one family for one listing.
 fn encode(family: usize, listing: &Listing, status: &ListingStatus, out: &mut Vec<u8>) {
     let name = FAMILIES[family].0;
@@ -306,7 +301,7 @@ fn encode(family: usize, listing: &Listing, status: &ListingStatus, out: &mut Ve
         }
         LAST_SUCCESS => {
             if let Some(t) = status.last_success {
-                line(out, name, &mut base.clone(), |o| seconds(o, t));
+                line(out, name, &mut base.clone(), |o| write_time(t, o));
             }
         }
         _ => {
