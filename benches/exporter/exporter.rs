@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
-use crate::client::{fetch, probe, sum_samples, Head};
+use crate::client::{fetch, probe, request_bytes, sum_samples, Conn, Head};
 use crate::fail;
 use crate::processes::{cpu_seconds, Proc};
 use crate::{Ctx, Params};
@@ -175,6 +175,14 @@ impl Exporter {
         sum_samples(&self.scrape(rt, false).1, "hss_exporter_api_requests_total")
     }
 
+    /// A scraper that keeps its connection to this exporter between scrapes.
+    pub fn keep_alive(&self) -> KeepAlive {
+        KeepAlive {
+            addr: self.addr,
+            conn: None,
+        }
+    }
+
     pub fn cpu(&self) -> f64 {
         cpu_seconds(&self.pid().to_string()).unwrap_or(f64::NAN)
     }
@@ -237,4 +245,48 @@ pub fn startup_times(
         metrics.push(m);
     }
     (healthy, metrics)
+}
+
+/// Scrapes over one connection kept open between scrapes, as Prometheus does (its HTTP
+/// client keeps idle connections for five minutes); a new one is opened when the exporter
+/// closed the last.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<Conn>,
+}
+
+impl KeepAlive {
+    pub fn scrape(&mut self, rt: &Runtime, exporter: &Exporter, gzip: bool) {
+        let request = request_bytes("/metrics", gzip);
+        let result = rt.block_on(async {
+            // A kept connection the exporter has closed meanwhile fails at once; the
+            // second try is on a new one.
+            for _ in 0..2 {
+                let mut conn = match self.conn.take() {
+                    Some(conn) => conn,
+                    None => Conn::open(self.addr).await?,
+                };
+                let work = conn.exchange(&request, None);
+                match tokio::time::timeout(Duration::from_secs(30), work).await {
+                    Ok(Ok((head, _))) => {
+                        if !head.close {
+                            self.conn = Some(conn);
+                        }
+                        return Ok(head);
+                    }
+                    Ok(Err(_)) => {}
+                    Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(std::io::Error::other("the connection closed twice"))
+        });
+        match result {
+            Ok(head) if head.status == 200 => {}
+            Ok(head) => fail(format!("/metrics answered {}", head.status)),
+            Err(e) => {
+                exporter.check_alive();
+                fail(format!("/metrics: {e}"))
+            }
+        }
+    }
 }

@@ -347,8 +347,9 @@ impl Workload {
     /// CPU per poll at a realistic rate, on an exporter of its own: every target polled once
     /// per `p.realistic_interval`, each account allowed just what that takes, so that after
     /// the first minute's burst the polls go at that rate; a scrape every `SCRAPE_EVERY`,
-    /// asking for gzip as Prometheus (and every other scraper that accepts it) always does,
-    /// so that the figure is what the exporter costs in service. `None` when skipped.
+    /// asking for gzip and keeping its connection open as Prometheus (and every other
+    /// scraper that accepts it) always does, so that the figure is what the exporter costs
+    /// in service. `None` when skipped.
     pub fn realistic(&self, p: &Params, ctx: &Ctx) -> Option<Realistic> {
         let interval = p.realistic_interval;
         if interval.is_zero() {
@@ -394,10 +395,12 @@ impl Workload {
         let polls0 = exporter.polls(&ctx.client_rt);
         let cpu0 = exporter.cpu();
         let t0 = Instant::now();
+        let mut scraper = exporter.keep_alive();
         while t0.elapsed() < p.realistic_window {
             std::thread::sleep(SCRAPE_EVERY.min(p.realistic_window.saturating_sub(t0.elapsed())));
-            exporter.scrape(&ctx.client_rt, true);
+            scraper.scrape(&ctx.client_rt, &exporter, true);
         }
+        drop(scraper);
         let cpu1 = exporter.cpu();
         let polls1 = exporter.polls(&ctx.client_rt);
         let elapsed = t0.elapsed();

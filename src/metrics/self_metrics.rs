@@ -80,6 +80,13 @@ struct Copied {
     stale: [bool; FAMILIES],
 }
 
+/// A per-account family as last written: the accounts' lines it was made of, and the
+/// family's text in one segment. A gzip scrape deflates each new segment on its own, and
+/// each deflate starts by clearing 128 KB of match tables: one segment for the family
+/// costs one of those however many accounts changed, where a segment per account cost one
+/// each. The text is copied again only when an account's lines changed.
+type FamilyRun = (Vec<Arc<Segment>>, Arc<Run>);
+
 /// One configured (account, region).
 #[derive(Default)]
 struct Account {
@@ -101,6 +108,8 @@ pub(super) struct SelfMetrics {
     live: Mutex<BTreeMap<(String, String), Account>>,
     /// The per-account families' HELP and TYPE lines.
     headers: [Arc<Segment>; FAMILIES],
+    /// The per-account families as last written, reused while no account's lines changed.
+    families: Mutex<[Option<FamilyRun>; FAMILIES]>,
     /// Owns the global families below.
     registry: Registry,
     /// The global families' lines, while none of them changed. Their setters hold this lock,
@@ -177,6 +186,7 @@ impl SelfMetrics {
             headers: ACCOUNT_FAMILIES.map(|(name, kind, help)| {
                 Segment::new(format!("# HELP {name} {help}\n# TYPE {name} {kind}\n").into_bytes())
             }),
+            families: Mutex::new(Default::default()),
             registry,
             global: Mutex::new(None),
             discovered,
@@ -390,6 +400,7 @@ impl SelfMetrics {
                 .collect()
         };
         let mut runs = vec![global];
+        let mut families = self.families();
         for (family, header) in self.headers.iter().enumerate() {
             let lines: Vec<Arc<Segment>> = accounts
                 .iter()
@@ -397,13 +408,33 @@ impl SelfMetrics {
                 .filter(|s| !s.plain.is_empty())
                 .collect();
             // Like the prometheus crate: no HELP and TYPE for a family without series.
-            if !lines.is_empty() {
-                runs.push(Run::new(
-                    std::iter::once(header.clone()).chain(lines).collect(),
-                ));
+            if lines.is_empty() {
+                families[family] = None;
+                continue;
+            }
+            let unchanged = families[family].as_ref().is_some_and(|(from, _)| {
+                from.len() == lines.len() && from.iter().zip(&lines).all(|(a, b)| Arc::ptr_eq(a, b))
+            });
+            if !unchanged {
+                let mut text = Vec::with_capacity(
+                    header.plain.len() + lines.iter().map(|s| s.plain.len()).sum::<usize>(),
+                );
+                for segment in std::iter::once(header).chain(&lines) {
+                    text.extend_from_slice(&segment.plain);
+                }
+                families[family] = Some((lines, Run::new(vec![Segment::new(text)])));
+            }
+            if let Some((_, run)) = &families[family] {
+                runs.push(run.clone());
             }
         }
         runs
+    }
+
+    fn families(&self) -> MutexGuard<'_, [Option<FamilyRun>; FAMILIES]> {
+        self.families
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
