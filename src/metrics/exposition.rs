@@ -98,13 +98,15 @@ fn deflate(plain: &[u8]) -> Bytes {
     data
 }
 
-/// Consecutive segments, with the CRC of their text combined on first demand. A change
-/// combines again only the run holding it, and a gzip body combines a few dozen CRCs
-/// instead of hundreds (combining one costs a microsecond or so).
+/// Consecutive segments, with the CRC of their text combined and their deflate streams
+/// gathered into pieces on first demand. A change combines and gathers again only the run
+/// holding it: a gzip body combines a few dozen CRCs instead of hundreds (combining one
+/// costs a microsecond or so), and copies only the streams of the runs that changed.
 pub struct Run {
     segments: Vec<Arc<Segment>>,
     len: u64,
     crc: OnceLock<crc32fast::Hasher>,
+    gzip: OnceLock<Vec<Bytes>>,
 }
 
 impl Run {
@@ -114,6 +116,19 @@ impl Run {
             segments,
             len,
             crc: OnceLock::new(),
+            gzip: OnceLock::new(),
+        })
+    }
+
+    /// The run's deflate streams, small ones copied together into pieces of about
+    /// [`GZIP_PIECE`], a stream that large shared as it is.
+    fn gzip_pieces(&self) -> &[Bytes] {
+        self.gzip.get_or_init(|| {
+            let mut pieces = Pieces::new(self.deflated().map(|d| d.data.len()).sum());
+            for d in self.deflated() {
+                pieces.add(&d.data, GZIP_PIECE);
+            }
+            pieces.finish()
         })
     }
 
@@ -190,8 +205,11 @@ impl Exposition {
     /// segments' deflate streams between a header and a trailer, nothing recompressed.
     /// A segment's stream is often under a kilobyte, and `writev` calls of 64 such pieces
     /// sent the body of 10,000 targets and as many registries at three quarters of the
-    /// rate of one buffer, far more than a copy costs. So the small streams are copied
-    /// into pieces of [`GZIP_PIECE`] or so, and a stream that large is shared as it is.
+    /// rate of one buffer, far more than a copy costs. So each run gathers its small
+    /// streams into pieces of [`GZIP_PIECE`] or so, once; a body shares the runs' pieces of
+    /// [`GZIP_SHARED`] and more, and copies only smaller ones (a short run, a run's last
+    /// piece) together. While polls go on, a new body thus copies the runs that changed,
+    /// not the whole compressed body.
     pub fn gzip(&self) -> Body {
         Body::new(self.gzip_parts().clone())
     }
@@ -212,10 +230,13 @@ impl Exposition {
             for run in &self.runs {
                 crc.combine(run.crc());
             }
-            let mut pieces = Pieces::default();
+            let streams = self.runs.iter().flat_map(|r| r.gzip_pieces());
+            let total = streams.clone().map(Bytes::len).sum::<usize>();
+            // The trailer: the end block, then CRC and length, four bytes each.
+            let mut pieces = Pieces::new(GZIP_HEADER.len() + total + DEFLATE_END.len() + 8);
             pieces.copy(&GZIP_HEADER);
-            for d in self.runs.iter().flat_map(|r| r.deflated()) {
-                pieces.add(&d.data);
+            for piece in streams {
+                pieces.add(piece, GZIP_SHARED);
             }
             pieces.copy(&DEFLATE_END);
             pieces.copy(&crc.finalize().to_le_bytes());
@@ -241,30 +262,47 @@ impl Exposition {
 /// which would cost page faults for every new body.
 pub const GZIP_PIECE: usize = 64 * 1024;
 
-/// The gzip body's pieces as they are gathered.
-#[derive(Default)]
+/// A run's piece this large goes into a gzip body shared, not copied: big enough that a
+/// body is sent in a few dozen pieces, so that `writev` still sends it in large writes.
+const GZIP_SHARED: usize = 8 * 1024;
+
+/// Deflate streams as they are gathered into pieces.
 struct Pieces {
     done: Vec<Bytes>,
     current: Vec<u8>,
+    /// Bytes still to come, so that a piece is allocated no larger than what it will hold.
+    left: usize,
 }
 
 impl Pieces {
+    /// For `total` bytes of streams in all.
+    fn new(total: usize) -> Pieces {
+        Pieces {
+            done: Vec::new(),
+            current: Vec::new(),
+            left: total,
+        }
+    }
+
     /// Appends bytes to the piece being gathered, starting a new one when it is full.
     fn copy(&mut self, bytes: &[u8]) {
         if self.current.len() + bytes.len() > GZIP_PIECE {
             self.flush();
         }
         if self.current.capacity() == 0 {
-            self.current.reserve_exact(GZIP_PIECE.max(bytes.len()));
+            self.current
+                .reserve_exact(self.left.min(GZIP_PIECE).max(bytes.len()));
         }
         self.current.extend_from_slice(bytes);
+        self.left = self.left.saturating_sub(bytes.len());
     }
 
-    /// A stream: shared when it makes a piece on its own, copied otherwise.
-    fn add(&mut self, stream: &Bytes) {
-        if stream.len() >= GZIP_PIECE {
+    /// A stream: shared when it is at least `share_at` long, copied otherwise.
+    fn add(&mut self, stream: &Bytes, share_at: usize) {
+        if stream.len() >= share_at {
             self.flush();
             self.done.push(stream.clone());
+            self.left = self.left.saturating_sub(stream.len());
         } else {
             self.copy(stream);
         }
@@ -576,13 +614,49 @@ mod tests {
         for (i, len) in lens.iter().enumerate().filter(|&(i, _)| i != at) {
             assert!(*len <= GZIP_PIECE, "piece {i} of {lens:?}");
         }
-        // Some 225 KB of small streams on each side: four pieces or so, not 300.
-        assert!((6..=10).contains(&lens.len()), "{lens:?}");
+        // Some 225 KB of small streams on each side: four pieces each, and a few short
+        // ones between the runs, not 300.
+        assert!((8..=16).contains(&lens.len()), "{lens:?}");
         let mut text = Vec::new();
         flate2::read::GzDecoder::new(&collect(e.gzip()).await[..])
             .read_to_end(&mut text)
             .unwrap();
         assert_eq!(text, e.to_vec());
+    }
+
+    #[tokio::test]
+    async fn a_new_body_shares_the_pieces_of_the_runs_that_did_not_change() {
+        let small = |i: u64| Segment::new(noise(1500, i));
+        // Some 150 KB of streams: three pieces, all large enough to be shared.
+        let kept = Run::new((0..100).map(small).collect());
+        let changed = |seed: u64| Run::new((0..10).map(|i| small(seed + i)).collect());
+        let now = tokio::time::Instant::now();
+        let first = Exposition::new(1, now, vec![kept.clone(), changed(1000)]);
+        let second = Exposition::new(2, now, vec![changed(2000), kept.clone()]);
+        let pieces = kept.gzip_pieces();
+        assert_eq!(
+            pieces.len(),
+            3,
+            "{:?}",
+            pieces.iter().map(Bytes::len).collect::<Vec<_>>()
+        );
+        for e in [&first, &second] {
+            let parts = e.gzip_parts();
+            for piece in pieces {
+                assert!(
+                    parts
+                        .iter()
+                        .any(|p| p.as_ptr() == piece.as_ptr() && p.len() == piece.len()),
+                    "the kept run's piece of {} bytes is shared, not copied",
+                    piece.len()
+                );
+            }
+            let mut text = Vec::new();
+            flate2::read::GzDecoder::new(&collect(e.gzip()).await[..])
+                .read_to_end(&mut text)
+                .unwrap();
+            assert_eq!(text, e.to_vec());
+        }
     }
 
     #[test]
