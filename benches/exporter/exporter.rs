@@ -160,7 +160,12 @@ impl Exporter {
     }
 
     pub fn scrape(&self, rt: &Runtime, gzip: bool) -> (Head, Vec<u8>) {
-        match fetch(rt, self.addr, "/metrics", gzip) {
+        self.answered(fetch(rt, self.addr, "/metrics", gzip))
+    }
+
+    /// The answer of a scrape, which must be a 200; anything else ends the benchmark.
+    fn answered<T>(&self, result: std::io::Result<(Head, T)>) -> (Head, T) {
+        match result {
             Ok((head, body)) if head.status == 200 => (head, body),
             Ok((head, _)) => fail(format!("/metrics answered {}", head.status)),
             Err(e) => {
@@ -272,7 +277,7 @@ impl KeepAlive {
                         if !head.close {
                             self.conn = Some(conn);
                         }
-                        return Ok(head);
+                        return Ok((head, ()));
                     }
                     Ok(Err(_)) => {}
                     Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
@@ -280,13 +285,6 @@ impl KeepAlive {
             }
             Err(std::io::Error::other("the connection closed twice"))
         });
-        match result {
-            Ok(head) if head.status == 200 => {}
-            Ok(head) => fail(format!("/metrics answered {}", head.status)),
-            Err(e) => {
-                exporter.check_alive();
-                fail(format!("/metrics: {e}"))
-            }
-        }
+        exporter.answered(result);
     }
 }

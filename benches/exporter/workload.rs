@@ -400,7 +400,6 @@ impl Workload {
             std::thread::sleep(SCRAPE_EVERY.min(p.realistic_window.saturating_sub(t0.elapsed())));
             scraper.scrape(&ctx.client_rt, &exporter, true);
         }
-        drop(scraper);
         let cpu1 = exporter.cpu();
         let polls1 = exporter.polls(&ctx.client_rt);
         let elapsed = t0.elapsed();

@@ -412,21 +412,26 @@ impl SelfMetrics {
                 families[family] = None;
                 continue;
             }
-            let unchanged = families[family].as_ref().is_some_and(|(from, _)| {
-                from.len() == lines.len() && from.iter().zip(&lines).all(|(a, b)| Arc::ptr_eq(a, b))
-            });
-            if !unchanged {
-                let mut text = Vec::with_capacity(
-                    header.plain.len() + lines.iter().map(|s| s.plain.len()).sum::<usize>(),
-                );
-                for segment in std::iter::once(header).chain(&lines) {
-                    text.extend_from_slice(&segment.plain);
+            let run = match &families[family] {
+                Some((from, run))
+                    if from.len() == lines.len()
+                        && from.iter().zip(&lines).all(|(a, b)| Arc::ptr_eq(a, b)) =>
+                {
+                    run.clone()
                 }
-                families[family] = Some((lines, Run::new(vec![Segment::new(text)])));
-            }
-            if let Some((_, run)) = &families[family] {
-                runs.push(run.clone());
-            }
+                _ => {
+                    let mut text = Vec::with_capacity(
+                        header.plain.len() + lines.iter().map(|s| s.plain.len()).sum::<usize>(),
+                    );
+                    for segment in std::iter::once(header).chain(&lines) {
+                        text.extend_from_slice(&segment.plain);
+                    }
+                    let run = Run::new(vec![Segment::new(text)]);
+                    families[family] = Some((lines, run.clone()));
+                    run
+                }
+            };
+            runs.push(run);
         }
         runs
     }
