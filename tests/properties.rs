@@ -1645,7 +1645,7 @@ fn check_sim_accepts(ids: impl Strategy<Value = String>, n: u32) {
         };
         let request = build_request(&endpoint, &target, &auth, SystemTime::now());
         let (status, body) = rt.block_on(async {
-            let mut b = http.get(&request.url);
+            let mut b = http.get(request.url.clone());
             for (k, v) in &request.headers {
                 b = b.header(k.as_str(), v.as_str());
             }

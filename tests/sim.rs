@@ -11,6 +11,7 @@ use hss_exporter::hss::request::build_request;
 use hss_exporter::model::RegistryType::{self, *};
 use hss_exporter::model::Target;
 use hss_exporter::secret::Secret;
+use http::header::HeaderName;
 use url::Url;
 
 fn target(project: &str, t: Option<RegistryType>) -> Target {
@@ -32,7 +33,7 @@ fn signed(ak: &str, sk: &str) -> RequestAuth {
 }
 
 /// Changes a built request's URL or headers before it is sent.
-type Tamper = Box<dyn FnOnce(&mut String, &mut Vec<(String, String)>)>;
+type Tamper = Box<dyn FnOnce(&mut Url, &mut Vec<(HeaderName, String)>)>;
 
 /// Sends a built request, letting `tamper` change the URL or headers first.
 async fn send(
@@ -40,11 +41,11 @@ async fn send(
     t: &Target,
     auth: &RequestAuth,
     at: SystemTime,
-    tamper: impl FnOnce(&mut String, &mut Vec<(String, String)>),
+    tamper: impl FnOnce(&mut Url, &mut Vec<(HeaderName, String)>),
 ) -> (u16, serde_json::Value) {
     let mut req = build_request(&Url::parse(base).unwrap(), t, auth, at);
     tamper(&mut req.url, &mut req.headers);
-    let mut b = http().get(&req.url);
+    let mut b = http().get(req.url.clone());
     for (k, v) in &req.headers {
         b = b.header(k.as_str(), v.as_str());
     }
@@ -88,7 +89,7 @@ async fn verifies_signatures_like_the_gateway() {
         ),
         (
             "query changed after signing",
-            Box::new(|u, _| *u = u.replace("Harbor", "Jfrog")),
+            Box::new(|u, _| *u = Url::parse(&u.as_str().replace("Harbor", "Jfrog")).unwrap()),
             ok.clone(),
             now,
             "signature does not match",
@@ -181,8 +182,12 @@ async fn sums_types_and_enterprise_projects_like_the_api() {
         serde_json::json!({"fail_num": 14, "success_num": 16})
     );
     let t = target(P1, Some(Harbor));
-    let comma = |u: &mut String, _: &mut Vec<(String, String)>| {
-        *u = u.replace("registry_type=Harbor", "registry_type=Harbor%2CJfrog");
+    let comma = |u: &mut Url, _: &mut Vec<(HeaderName, String)>| {
+        *u = Url::parse(
+            &u.as_str()
+                .replace("registry_type=Harbor", "registry_type=Harbor%2CJfrog"),
+        )
+        .unwrap();
     };
     // The URL change invalidates the signature, so use a token here.
     let tok = RequestAuth::Token(Secret::new("static-token-1"));
@@ -190,8 +195,12 @@ async fn sums_types_and_enterprise_projects_like_the_api() {
         send(&url, &t, &tok, now, comma).await.1,
         serde_json::json!({"fail_num": 4, "success_num": 6})
     );
-    let bad = |u: &mut String, _: &mut Vec<(String, String)>| {
-        *u = u.replace("registry_type=Harbor", "registry_type=Nexus");
+    let bad = |u: &mut Url, _: &mut Vec<(HeaderName, String)>| {
+        *u = Url::parse(
+            &u.as_str()
+                .replace("registry_type=Harbor", "registry_type=Nexus"),
+        )
+        .unwrap();
     };
     let (status, body) = send(&url, &t, &tok, now, bad).await;
     assert_eq!(

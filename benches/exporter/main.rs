@@ -36,6 +36,7 @@
 //! | `HSS_BENCH_RATE_LIMIT` | 2 × what a round needs | `rate_limit_per_minute` per account |
 //! | `HSS_BENCH_REALISTIC_INTERVAL` | `10m` | `poll.interval` of the realistic-rate phase; `0` skips it |
 //! | `HSS_BENCH_REALISTIC_WINDOW` | `4m` | how long the realistic-rate phase measures (`--quick`: 30s) |
+//! | `HSS_BENCH_ONLY` | none | `realistic`: run only the realistic-rate phase of each case and print its figure |
 //! | `HSS_BENCH_EXPORTER` | build it | path to an `hss-exporter` binary; skips the build |
 //! | `HSS_BENCH_OUT` | none | also write the Markdown report to this file |
 
@@ -91,6 +92,8 @@ struct Params {
     targets: Vec<Case>,
     realistic_interval: Duration,
     realistic_window: Duration,
+    /// Only the realistic-rate phase (`HSS_BENCH_ONLY=realistic`).
+    realistic_only: bool,
     accounts: usize,
     interval: Duration,
     soak: Duration,
@@ -190,6 +193,14 @@ impl Params {
                 std::process::exit(2)
             }
         };
+        let realistic_only = match std::env::var("HSS_BENCH_ONLY").as_deref() {
+            Ok("realistic") => true,
+            Ok("") | Err(_) => false,
+            Ok(other) => {
+                eprintln!("bench: HSS_BENCH_ONLY={other:?}: expected realistic");
+                std::process::exit(2)
+            }
+        };
         let rate_limit = match std::env::var("HSS_BENCH_RATE_LIMIT") {
             Ok(v) if !v.trim().is_empty() => Some(env_parse("HSS_BENCH_RATE_LIMIT", 0u32)),
             _ => None,
@@ -202,6 +213,7 @@ impl Params {
             ),
             realistic_window: env_duration("HSS_BENCH_REALISTIC_WINDOW", window)
                 .max(Duration::from_secs(10)),
+            realistic_only,
             accounts: env_parse("HSS_BENCH_ACCOUNTS", 10usize).max(1),
             interval: env_duration("HSS_BENCH_INTERVAL", Duration::from_secs(10))
                 .max(Duration::from_secs(1)),
@@ -222,7 +234,7 @@ impl Params {
 const HELP: &str = "cargo bench --bench exporter [-- --quick]
 
 Environment: HSS_BENCH_TARGETS (1000,10000,10000:10000), HSS_BENCH_ACCOUNTS (10), HSS_BENCH_INTERVAL (10s),
-HSS_BENCH_REALISTIC_INTERVAL (10m; 0 skips), HSS_BENCH_REALISTIC_WINDOW (4m),
+HSS_BENCH_REALISTIC_INTERVAL (10m; 0 skips), HSS_BENCH_REALISTIC_WINDOW (4m), HSS_BENCH_ONLY (realistic),
 HSS_BENCH_SOAK (10m), HSS_BENCH_RUNS (3), HSS_BENCH_DURATION (10s), HSS_BENCH_CONNECTIONS (16),
 HSS_BENCH_THREADS (2), HSS_BENCH_LOADGEN (auto|wrk|rust), HSS_BENCH_SLOW_API (1s),
 HSS_BENCH_RATE_LIMIT, HSS_BENCH_EXPORTER (binary; skips the build), HSS_BENCH_OUT (file).";
@@ -361,6 +373,24 @@ fn run(p: &Params) {
     eprintln!("bench: exporter {}", ctx.exe.display());
     eprintln!("bench: load generator: {}", ctx.loadgen.describe(p));
     let started = Instant::now();
+    if p.realistic_only {
+        for &case in &p.targets {
+            let w = Workload::start(case, p, &ctx);
+            let r = w.realistic(p, &ctx);
+            w.stop(&ctx);
+            if let Some(r) = r {
+                println!(
+                    "{} targets, {} registries: {:.3} ms CPU per poll at a realistic rate ({:.0} polls, {:.1}/s)",
+                    case.n,
+                    case.registries,
+                    r.cpu_per_poll * 1e3,
+                    r.polls,
+                    r.rate
+                );
+            }
+        }
+        return;
+    }
     let mut reports = Vec::new();
     for &case in &p.targets {
         reports.push(bench_targets(case, p, &ctx));

@@ -170,11 +170,19 @@ impl HssClient {
         max_body: usize,
         decode: impl FnOnce(&[u8]) -> Result<T, ApiError>,
     ) -> Result<(u16, Result<T, ApiError>), ApiError> {
-        let mut builder = self.http.get(&request.url);
-        for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+        // Built as it is sent, without the request builder's parsing of URL and names.
+        let mut headers = http::HeaderMap::with_capacity(request.headers.len());
+        for (name, value) in request.headers {
+            let Ok(value) = http::HeaderValue::try_from(value) else {
+                return Err(ApiError::Connect(format!(
+                    "the {name} header holds characters HTTP does not allow"
+                )));
+            };
+            headers.append(name, value);
         }
-        let response = builder.send().await.map_err(transport_error)?;
+        let mut outgoing = reqwest::Request::new(reqwest::Method::GET, request.url);
+        *outgoing.headers_mut() = headers;
+        let response = self.http.execute(outgoing).await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let request_id = request_id(response.headers());
         let retry_after = response

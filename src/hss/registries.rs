@@ -252,7 +252,7 @@ mod tests {
         };
         let auth = RequestAuth::Token(Secret::new("tok"));
         let req = build_page_request(&endpoint, &listing, 400, &auth, SystemTime::now());
-        assert_eq!(req.url, "https://hss.cn-north-4.myhuaweicloud.com/v5/0123456789abcdef0123456789abcdef/image/registries?enterprise_project_id=all_granted_eps&limit=200&offset=400");
+        assert_eq!(req.url.as_str(), "https://hss.cn-north-4.myhuaweicloud.com/v5/0123456789abcdef0123456789abcdef/image/registries?enterprise_project_id=all_granted_eps&limit=200&offset=400");
         assert!(req
             .headers
             .iter()

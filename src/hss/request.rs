@@ -2,20 +2,27 @@
 
 use std::time::SystemTime;
 
+use http::header::{HeaderName, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
 use url::Url;
 
 use super::auth::RequestAuth;
-use super::client::USER_AGENT;
 use super::signer;
 use crate::model::Target;
+
+const X_PROJECT_ID: HeaderName = HeaderName::from_static("x-project-id");
+const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
+const X_SDK_DATE: HeaderName = HeaderName::from_static("x-sdk-date");
+const X_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-security-token");
 
 /// A request ready to send: the URL and every header, `Authorization` included.
 #[derive(Debug)]
 pub struct SignedRequest {
-    /// The URL as sent: its query is the canonical query.
-    pub url: String,
-    /// Every header in the order the SDK adds them, `Authorization` last.
-    pub headers: Vec<(String, String)>,
+    /// The URL as sent: its query is the canonical query. Built from the parsed endpoint,
+    /// not formatted and parsed again: every poll builds one.
+    pub url: Url,
+    /// Every header in the order the SDK adds them, `Authorization` last. Names are the
+    /// lowercase form HTTP/1 sends; the signature does not depend on their case.
+    pub headers: Vec<(HeaderName, String)>,
 }
 
 /// Builds the statistics request of `target` as the official SDK would, signing it when
@@ -58,22 +65,23 @@ pub fn build_get(
         Some(port) => format!("{}:{port}", endpoint.host_str().unwrap_or_default()),
         None => endpoint.host_str().unwrap_or_default().to_string(),
     };
-    let mut url = format!("{}://{host}{path}", endpoint.scheme());
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(&query);
-    }
-    let mut headers: Vec<(String, String)> = vec![
-        ("Content-Type".into(), "application/json".into()),
-        ("Host".into(), host),
-        ("User-Agent".into(), USER_AGENT.into()),
-    ];
+    // Scheme, host and port of the endpoint; no user information or fragment.
+    let mut url = endpoint.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_fragment(None);
+    url.set_path(&path);
+    url.set_query((!query.is_empty()).then_some(query.as_str()));
+    let mut headers: Vec<(HeaderName, String)> = Vec::with_capacity(7);
+    headers.push((CONTENT_TYPE, "application/json".into()));
+    headers.push((HOST, host));
+    headers.push((USER_AGENT, super::client::USER_AGENT.into()));
     if let Some(project_id) = project_id {
-        headers.push(("X-Project-Id".into(), project_id.to_string()));
+        headers.push((X_PROJECT_ID, project_id.to_string()));
     }
     match auth {
         RequestAuth::Token(token) => {
-            headers.push(("X-Auth-Token".into(), token.expose().to_string()));
+            headers.push((X_AUTH_TOKEN, token.expose().to_string()));
         }
         RequestAuth::Sign {
             access_key,
@@ -81,19 +89,16 @@ pub fn build_get(
             security_token,
         } => {
             let date = signer::sdk_date(now);
-            headers.push(("X-Sdk-Date".into(), date.clone()));
+            headers.push((X_SDK_DATE, date.clone()));
             if let Some(t) = security_token {
-                headers.push(("X-Security-Token".into(), t.expose().to_string()));
+                headers.push((X_SECURITY_TOKEN, t.expose().to_string()));
             }
             let refs: Vec<(&str, &str)> = headers
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             let sig = signer::sign("GET", &path, &query, &refs, b"", &date, secret_key.expose());
-            headers.push((
-                "Authorization".into(),
-                sig.authorization(access_key.expose()),
-            ));
+            headers.push((AUTHORIZATION, sig.authorization(access_key.expose())));
         }
     }
     SignedRequest { url, headers }
@@ -130,7 +135,7 @@ mod tests {
             &auth,
             now,
         );
-        assert_eq!(req.url, "https://hss.cn-north-4.myhuaweicloud.com/v5/0123456789abcdef0123456789abcdef/image/registries/statistics?enterprise_project_id=0&registry_type=Harbor");
+        assert_eq!(req.url.as_str(), "https://hss.cn-north-4.myhuaweicloud.com/v5/0123456789abcdef0123456789abcdef/image/registries/statistics?enterprise_project_id=0&registry_type=Harbor");
         let get = |n: &str| {
             req.headers
                 .iter()
@@ -148,7 +153,7 @@ mod tests {
         let local = Url::parse("http://127.0.0.1:8080/prefix/").unwrap();
         let token = RequestAuth::Token(Secret::new("tok"));
         let req = build_request(&local, &target(None, None), &token, now);
-        assert_eq!(req.url, "http://127.0.0.1:8080/prefix/v5/0123456789abcdef0123456789abcdef/image/registries/statistics");
+        assert_eq!(req.url.as_str(), "http://127.0.0.1:8080/prefix/v5/0123456789abcdef0123456789abcdef/image/registries/statistics");
         assert!(req
             .headers
             .iter()
