@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,9 +26,10 @@ use crate::web;
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// The runtime the exporter runs on. Two worker threads are plenty to poll at API rate
-/// limits and serve a cached body; more would buy nothing but a malloc arena each (one on a
-/// single core). `TOKIO_WORKER_THREADS` still overrides it.
+/// The runtime the exporter serves on. Two worker threads are plenty to serve a cached
+/// body; more would buy nothing but a malloc arena each (one on a single core).
+/// `TOKIO_WORKER_THREADS` still overrides it. Polling runs on a thread of its own, see
+/// [`Polling`].
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
@@ -35,6 +37,44 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         builder.worker_threads(cores.min(2));
     }
     builder.enable_all().build()
+}
+
+/// The runtime the workers poll on. Beside a multi-threaded runtime (the exporter's), a
+/// runtime of one thread of its own: a poll is a chain of wake-ups (the worker, the
+/// connection's task, the worker again) that on two threads went back and forth between
+/// them, and at a realistic poll rate, where nothing else is going on, that hand-over was
+/// about a tenth of the exporter's CPU. On a single-threaded runtime (tests), that one.
+struct Polling(Option<tokio::runtime::Runtime>);
+
+impl Polling {
+    fn start() -> std::io::Result<Polling> {
+        let multi_thread = Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_thread {
+            return Ok(Polling(None));
+        }
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("poller")
+            .enable_all()
+            .build()
+            .map(|runtime| Polling(Some(runtime)))
+    }
+
+    fn handle(&self) -> Handle {
+        self.0
+            .as_ref()
+            .map_or_else(Handle::current, |runtime| runtime.handle().clone())
+    }
+}
+
+impl Drop for Polling {
+    /// Dropped on the exporter's runtime, where a runtime may not block to shut down.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Reads the configuration again (file, secrets, environment) for a reload.
@@ -49,6 +89,9 @@ pub enum StartError {
     /// The HTTP client for the API (its TLS roots) could not be built.
     #[error("cannot build the HTTP client")]
     HttpClient(#[source] reqwest::Error),
+    /// The thread polling runs on could not be started.
+    #[error("cannot start the polling thread")]
+    Polling(#[source] std::io::Error),
 }
 
 /// Why the command line's web options cannot be used.
@@ -125,6 +168,8 @@ pub struct Exporter {
     cancel: CancellationToken,
     /// Every task, to wait for on shutdown.
     tracker: TaskTracker,
+    /// Where the workers run; after the tasks, it goes too.
+    polling: Polling,
 }
 
 impl Exporter {
@@ -157,6 +202,7 @@ impl Exporter {
         for warning in scheduler::capacity_warnings(settings) {
             tracing::warn!("{warning}");
         }
+        let polling = Polling::start().map_err(StartError::Polling)?;
         let store = Arc::new(Store::new(settings.poll.stale_after));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -173,7 +219,13 @@ impl Exporter {
         for listener in listeners {
             tracker.spawn(web::serve(listener, state.clone(), cancel.clone()));
         }
-        let scheduler = match Scheduler::start(settings, store.clone(), &cancel, &tracker) {
+        let scheduler = match Scheduler::start(
+            settings,
+            store.clone(),
+            &cancel,
+            &tracker,
+            &polling.handle(),
+        ) {
             Ok(scheduler) => scheduler,
             Err(e) => {
                 cancel.cancel();
@@ -231,6 +283,7 @@ impl Exporter {
             reloads,
             cancel,
             tracker,
+            polling,
         })
     }
 
@@ -249,6 +302,8 @@ impl Exporter {
         {
             tracing::warn!("tasks still running after {SHUTDOWN_TIMEOUT:?}; exiting anyway");
         }
+        // The workers ended (or were given up on): their runtime goes, with any leftover.
+        drop(self.polling);
     }
 }
 

@@ -481,6 +481,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn targets_come_out_in_label_order_however_they_were_added() {
+        let store = Store::new(Duration::from_secs(600));
+        let id = |i: usize| Target {
+            project_id: format!("p{i:05}"),
+            ..target()
+        };
+        // Added in three batches, out of order and with repeats; then some removed.
+        let n = GROUP * 3 + 5;
+        let odd: Vec<Target> = (0..n).rev().filter(|i| i % 2 == 1).map(id).collect();
+        let even: Vec<Target> = (0..n).filter(|i| i % 2 == 0).map(id).collect();
+        store.add_targets(&odd);
+        store.add_targets(&even);
+        store.add_targets(&odd[..3]);
+        let keep: Vec<Target> = (0..n).filter(|i| i % 3 != 0).map(id).collect();
+        store.retain_targets(&keep.iter().collect());
+        for (i, t) in keep.iter().enumerate() {
+            store.record_success(
+                t,
+                Statistics {
+                    fail_num: i as u64,
+                    success_num: 0,
+                },
+            );
+        }
+        let statuses: Vec<Target> = store.statuses().into_iter().map(|(t, _)| t).collect();
+        assert_eq!(statuses, keep);
+        // Every target's line, in label order, with its own value.
+        let lines: Vec<(String, String)> = target_lines(&store)
+            .lines()
+            .filter(|l| l.starts_with("hss_registry_access_fail{"))
+            .map(|l| {
+                // Not the end of `enterprise_project_id="`.
+                let at = l.find(",project_id=\"").unwrap() + 13;
+                let value = l.rsplit(' ').next().unwrap();
+                (l[at..at + 6].to_string(), value.to_string())
+            })
+            .collect();
+        let wanted: Vec<(String, String)> = keep
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.project_id.clone(), i.to_string()))
+            .collect();
+        assert_eq!(lines, wanted);
+    }
+
+    #[tokio::test]
     async fn cached_encoding_always_matches_a_fresh_one() {
         let store = Store::new(Duration::from_secs(600));
         // Enough targets for many groups and several runs per family.

@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -144,15 +145,19 @@ pub struct Scheduler {
     workers: HashMap<BudgetKey, Running>,
     /// The first polls of the workers started with the exporter.
     first_polls: Arc<FirstPolls>,
+    /// The runtime the workers (and the connections of their requests) run on.
+    runtime: Handle,
 }
 
 impl Scheduler {
-    /// Starts one worker per budget and the stale-series sweeper, all owned by `tracker`.
+    /// Starts one worker per budget on `runtime` and the stale-series sweeper, all owned by
+    /// `tracker`.
     pub fn start(
         settings: &Settings,
         store: Arc<Store>,
         cancel: &CancellationToken,
         tracker: &TaskTracker,
+        runtime: &Handle,
     ) -> Result<Scheduler, reqwest::Error> {
         let groups = budget::groups(settings);
         let mut scheduler = Scheduler {
@@ -162,6 +167,7 @@ impl Scheduler {
             budgets: HashMap::new(),
             workers: HashMap::new(),
             first_polls: FirstPolls::new(groups.len()),
+            runtime: runtime.clone(),
         };
         store.add_accounts(
             settings
@@ -301,7 +307,7 @@ impl Scheduler {
             Some(receiver),
             first_polls,
         );
-        let handle = self.tracker.spawn(worker.run());
+        let handle = self.tracker.spawn_on(worker.run(), &self.runtime);
         self.workers.insert(
             key,
             Running {
