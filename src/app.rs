@@ -56,6 +56,7 @@ impl Polling {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("poller")
+            .on_thread_start(yield_to_serving)
             .enable_all()
             .build()
             .map(|runtime| Polling(Some(runtime)))
@@ -67,6 +68,21 @@ impl Polling {
             .map_or_else(Handle::current, |runtime| runtime.handle().clone())
     }
 }
+
+/// Lowers the calling thread's priority a little (nice 5), so that when polling and scrapes
+/// want the same cores, the kernel lets the threads serving scrapes in first: a poll waits
+/// a few milliseconds more, a scrape no longer waits for the polling thread's time slice.
+/// Without it, at 1,000 polls a second on two cores, scrape latency grew by about a slice.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn yield_to_serving() {
+    // SAFETY: nice() takes an integer and changes the calling thread's own nice value (a
+    // per-thread attribute on Linux); raising it needs no privilege.
+    let _ = unsafe { libc::nice(5) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn yield_to_serving() {}
 
 impl Drop for Polling {
     /// Dropped on the exporter's runtime, where a runtime may not block to shut down.
@@ -491,5 +507,46 @@ async fn reload_loop(
             }
         }
         let _ = reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calling thread's name and nice value, from `/proc/thread-self/stat`.
+    #[cfg(target_os = "linux")]
+    fn thread_nice() -> (Option<String>, i64) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the name in parentheses; the nice value is field 19 of the line.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        (std::thread::current().name().map(str::to_string), nice)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn beside_a_multi_threaded_runtime_polling_gets_a_lower_priority_thread() {
+        let (_, serving_nice) = thread_nice();
+        let polling = Polling::start().unwrap();
+        let (name, nice) = polling
+            .handle()
+            .spawn(async { thread_nice() })
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("poller"));
+        assert_eq!(nice, (serving_nice + 5).min(19));
+    }
+
+    #[tokio::test]
+    async fn on_a_single_threaded_runtime_polling_stays_on_it() {
+        let polling = Polling::start().unwrap();
+        assert!(polling.0.is_none());
+        let name = polling
+            .handle()
+            .spawn(async { std::thread::current().name().map(str::to_string) })
+            .await
+            .unwrap();
+        assert_ne!(name.as_deref(), Some("poller"));
     }
 }
