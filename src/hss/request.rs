@@ -159,5 +159,12 @@ mod tests {
             .iter()
             .any(|(k, v)| k == "X-Auth-Token" && v == "tok"));
         assert!(!req.headers.iter().any(|(k, _)| k == "Authorization"));
+
+        // What the endpoint carries besides scheme, host, port and path is not sent.
+        let odd = Url::parse("https://user:pw@hss.example.com:8443/base#frag").unwrap();
+        let req = build_request(&odd, &target(None, Some(RegistryType::Jfrog)), &token, now);
+        assert_eq!(req.url.as_str(), "https://hss.example.com:8443/base/v5/0123456789abcdef0123456789abcdef/image/registries/statistics?registry_type=Jfrog");
+        let host = req.headers.iter().find(|(k, _)| k == "Host").unwrap();
+        assert_eq!(host.1, "hss.example.com:8443");
     }
 }
