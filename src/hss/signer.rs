@@ -1,5 +1,7 @@
 //! SDK-HMAC-SHA256 request signing, byte for byte as Huawei Cloud's official SDK signer does it.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
@@ -20,7 +22,13 @@ const SDK_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Percent-encodes as the SDK's `urlencode` does (see [`SDK_ENCODE`]).
 pub fn encode(s: &str) -> String {
-    utf8_percent_encode(s, SDK_ENCODE).to_string()
+    encoded(s).into_owned()
+}
+
+/// [`encode`], borrowing `s` when nothing in it needs encoding: every poll encodes its
+/// path and query, which rarely hold anything to escape.
+fn encoded(s: &str) -> Cow<'_, str> {
+    utf8_percent_encode(s, SDK_ENCODE).into()
 }
 
 /// Decodes `%XX` escapes; a malformed escape is kept literally, as Python's `unquote` does.
@@ -30,11 +38,13 @@ pub fn decode(s: &str) -> String {
 
 /// The canonical URI: each decoded path segment re-encoded, always ending in `/`.
 pub fn canonical_uri(path: &str) -> String {
-    let mut uri = path
-        .split('/')
-        .map(|segment| encode(&decode(segment)))
-        .collect::<Vec<_>>()
-        .join("/");
+    let mut uri = String::with_capacity(path.len() + 1);
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            uri.push('/');
+        }
+        uri.push_str(&encoded(&percent_decode_str(segment).decode_utf8_lossy()));
+    }
     if !uri.ends_with('/') {
         uri.push('/');
     }
@@ -43,16 +53,21 @@ pub fn canonical_uri(path: &str) -> String {
 
 /// The canonical query string, sorted by key then value; also the exact query the request sends.
 pub fn canonical_query<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
-    let mut encoded: Vec<(String, String)> = pairs
+    let mut pairs: Vec<(Cow<str>, Cow<str>)> = pairs
         .iter()
-        .map(|(k, v)| (encode(k.as_ref()), encode(v.as_ref())))
+        .map(|(k, v)| (encoded(k.as_ref()), encoded(v.as_ref())))
         .collect();
-    encoded.sort();
-    encoded
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.sort();
+    let mut query = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            query.push('&');
+        }
+        query.push_str(k);
+        query.push('=');
+        query.push_str(v);
+    }
+    query
 }
 
 /// Everything that goes into one signature; the intermediate strings are kept for tests
@@ -90,10 +105,10 @@ pub fn sign(
     sdk_date: &str,
     secret_key: &str,
 ) -> Signature {
-    let mut signed: Vec<(String, &str)> = headers
+    let mut signed: Vec<(Cow<str>, &str)> = headers
         .iter()
         .filter(|(name, _)| !name.contains('_'))
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim()))
+        .map(|(name, value)| (lowercase(name), value.trim()))
         .collect();
     signed.sort_by(|a, b| a.0.cmp(&b.0));
     // Built in place, at about their final size: every poll signs a request, and the
@@ -122,19 +137,26 @@ pub fn sign(
         canonical_request.push_str(part);
     }
     for (name, value) in &signed {
-        for part in [name.as_str(), ":", value, "\n"] {
+        for part in [name, ":", value, "\n"] {
             canonical_request.push_str(part);
         }
     }
     canonical_request.push('\n');
     canonical_request.push_str(&signed_headers);
     canonical_request.push('\n');
-    canonical_request.push_str(&hex::encode(Sha256::digest(body)));
+    if body.is_empty() {
+        canonical_request.push_str(EMPTY_PAYLOAD_SHA256);
+    } else {
+        push_hex(&Sha256::digest(body), &mut canonical_request);
+    }
     let mut string_to_sign = String::with_capacity(ALGORITHM.len() + sdk_date.len() + 66);
     for part in [ALGORITHM, "\n", sdk_date, "\n"] {
         string_to_sign.push_str(part);
     }
-    string_to_sign.push_str(&hex::encode(Sha256::digest(canonical_request.as_bytes())));
+    push_hex(
+        &Sha256::digest(canonical_request.as_bytes()),
+        &mut string_to_sign,
+    );
     let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes())
         .expect("HMAC accepts keys of any length");
     mac.update(string_to_sign.as_bytes());
@@ -146,19 +168,47 @@ pub fn sign(
     }
 }
 
+/// A header name in lower case, borrowed when it already is (as `http`'s names are).
+fn lowercase(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// Appends the lower-hex form of `bytes`.
+fn push_hex(bytes: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+}
+
 /// `X-Sdk-Date` for a moment: `YYYYMMDDTHHMMSSZ`, UTC.
 pub fn sdk_date(at: std::time::SystemTime) -> String {
+    /// Writes what it is given without the separators of RFC 3339.
+    struct Compact(String);
+    impl std::fmt::Write for Compact {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.extend(s.chars().filter(|c| !matches!(c, '-' | ':')));
+            Ok(())
+        }
+    }
     /// 9999-12-31T23:59:59Z, the last moment the format can write.
     const LAST: u64 = 253_402_300_799;
     let secs = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         .min(LAST);
+    let mut date = Compact(String::with_capacity(16));
+    // 2026-11-27T12:00:00Z
     let rfc = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
-    )
-    .to_string(); // 2026-11-27T12:00:00Z
-    rfc.replace(['-', ':'], "")
+    );
+    let _ = std::fmt::Write::write_fmt(&mut date, format_args!("{rfc}"));
+    date.0
 }
 
 /// Parses an `X-Sdk-Date` back into a moment; `None` when malformed.

@@ -11,16 +11,14 @@ use std::task::{Context, Poll};
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};
-use flate2::{Compress, Compression, FlushCompress};
 use hyper::body::{Frame, SizeHint};
+
+use super::deflate::Deflater;
 
 /// gzip member header: deflate, no name, no time, unknown OS.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// A final, empty fixed-Huffman deflate block: ends the spliced stream.
 const DEFLATE_END: [u8; 2] = [0x03, 0x00];
-
-/// The deflate level of segments; see [`deflate`].
-const DEFLATE_LEVEL: u32 = 1;
 
 /// A piece of the exposition text: whole lines, encoded once.
 pub struct Segment {
@@ -54,42 +52,17 @@ impl Segment {
     }
 }
 
-/// Raw deflate of `plain`, ending in a sync flush: all input out, aligned to a byte, the
-/// stream left open. One compressor and output buffer are kept and reused: a fresh
-/// compressor allocates and clears some 300 KB of tables, many times the work for a 10 KB
-/// segment. Level 1 (zlib-rs's quick strategy, fixed Huffman trees): deflating the changed
-/// pieces is most of what a gzip scrape costs at a realistic poll rate, and level 1 does it
-/// far faster than level 2's dynamic trees, for a body some 15% larger.
+/// Raw deflate of `plain`, ending in a sync flush (see [`Deflater::deflate`]). One
+/// deflater and output buffer are kept and reused.
 fn deflate(plain: &[u8]) -> Bytes {
-    static DEFLATE: Mutex<Option<(Compress, Vec<u8>)>> = Mutex::new(None);
+    static DEFLATE: Mutex<Option<(Deflater, Vec<u8>)>> = Mutex::new(None);
     let mut guard = DEFLATE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let (compress, out) = guard.get_or_insert_with(|| {
-        (
-            Compress::new(Compression::new(DEFLATE_LEVEL), false),
-            Vec::with_capacity(16 * 1024),
-        )
-    });
-    compress.reset();
+    let (deflater, out) =
+        guard.get_or_insert_with(|| (Deflater::new(), Vec::with_capacity(16 * 1024)));
     out.clear();
-    loop {
-        let consumed = usize::try_from(compress.total_in()).unwrap_or(plain.len());
-        let before = out.len();
-        let result = compress.compress_vec(
-            plain.get(consumed..).unwrap_or_default(),
-            out,
-            FlushCompress::Sync,
-        );
-        let done = usize::try_from(compress.total_in()).unwrap_or(0) >= plain.len();
-        // The flush is complete once all input is in and the output had room to spare.
-        if result.is_err() || (done && out.len() < out.capacity()) {
-            break;
-        }
-        if out.len() == before || out.len() == out.capacity() {
-            out.reserve(out.capacity().max(1024));
-        }
-    }
+    deflater.deflate(plain, out);
     // Copied out at its exact size; the buffer stays for the next segment.
     let data = Bytes::copy_from_slice(out);
     if out.capacity() > 256 * 1024 {

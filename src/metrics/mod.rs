@@ -7,6 +7,7 @@
 //! cached encoding ([`cache`]).
 
 mod cache;
+mod deflate;
 mod encode;
 mod exposition;
 mod process;
