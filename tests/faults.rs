@@ -247,8 +247,22 @@ async fn iam_token_expiring_mid_run() {
     // Tokens that live 2 minutes are renewed after one; one revoked early is replaced.
     sim.set_token_lifetime(Duration::from_secs(120));
     let exporter = exporter(&iam_config("{API}"), &server).await;
-    // Revoked between two renewals (every minute), so the next poll meets a refusal.
-    tokio::time::sleep(Duration::from_secs(305)).await;
+    // Revoked between two renewals (about a minute apart), 15 to 40 s after the last one,
+    // so that a poll (every 10 s) meets a refusal before the next renewal.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    loop {
+        let renewed = sim
+            .log()
+            .iter()
+            .filter(|e| e.service == Service::Iam && e.status == 201)
+            .map(|e| e.at)
+            .max()
+            .unwrap();
+        if (Duration::from_secs(15)..Duration::from_secs(40)).contains(&renewed.elapsed()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     sim.revoke_issued_tokens();
     tokio::time::sleep(Duration::from_secs(60)).await;
     let log = sim.log();

@@ -37,7 +37,8 @@ use worker::Worker;
 /// The optional cap across all budgets; `None` inside when there is none.
 type SharedLimiter = Arc<Mutex<Option<RateLimiter>>>;
 
-/// What every worker shares: the HTTP clients, the store and the global cap.
+/// What every worker shares: the HTTP clients, the store, the global cap and the grid
+/// wake-ups are rounded to.
 #[derive(Clone)]
 struct Shared {
     /// One client per distinct network settings; each connection pool serves every account
@@ -47,6 +48,8 @@ struct Shared {
     store: Arc<Store>,
     /// The cap across budgets (`poll.rate_limit_per_minute`).
     global: SharedLimiter,
+    /// Where the grid of wake-ups starts (see [`schedule::coalesce`]).
+    epoch: tokio::time::Instant,
 }
 
 impl Shared {
@@ -60,6 +63,7 @@ impl Shared {
                     .global_rate_limit_per_minute
                     .map(RateLimiter::per_minute),
             )),
+            epoch: tokio::time::Instant::now(),
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::AuthVerdict;
 use super::budget::Budget;
-use super::schedule::Schedule;
+use super::schedule::{coalesce, Schedule};
 use super::{FirstPolls, Plan, Shared};
 use crate::config::Account;
 use crate::hss::{ApiError, HssClient, Page, PAGE_LIMIT};
@@ -300,6 +300,7 @@ impl Worker {
             // again, in case a first-round job became due meanwhile.
             let wake = due.max(self.permit_at(now));
             if wake > now {
+                let wake = coalesce(wake, self.shared.epoch, self.plan.poll.interval);
                 if !self.wait(wake).await {
                     return;
                 }
