@@ -279,7 +279,7 @@ mod tests {
             coalesce(epoch + ms(7), epoch, Duration::from_nanos(599)),
             epoch + ms(7)
         );
-        // Beyond what an Instant holds, as it is.
+        // Too far ahead to count in nanoseconds: as it is.
         let far = epoch + Duration::from_secs(1 << 40);
         assert!(coalesce(far, epoch, ten_minutes) >= far);
     }

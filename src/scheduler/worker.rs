@@ -296,8 +296,9 @@ impl Worker {
                 }
                 continue;
             }
-            // Wake when the job is due and the budget would let a call through; then choose
-            // again, in case a first-round job became due meanwhile.
+            // Wake when the job is due and the budget would let a call through, at the next
+            // point of the shared grid; then choose again, in case a first-round job became
+            // due meanwhile.
             let wake = due.max(self.permit_at(now));
             if wake > now {
                 let wake = coalesce(wake, self.shared.epoch, self.plan.poll.interval);
