@@ -98,6 +98,9 @@ impl Store {
                     if batch.iter().any(|job| job.gzip) {
                         e.prepare_gzip();
                     }
+                    if batch.iter().any(|job| !job.gzip) {
+                        e.prepare_plain();
+                    }
                     for job in batch {
                         let _ = job.reply.send(e.clone());
                     }

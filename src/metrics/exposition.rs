@@ -13,6 +13,7 @@ use std::io::IoSlice;
 use bytes::{Buf, Bytes};
 use hyper::body::{Frame, SizeHint};
 
+use super::crc::Crc;
 use super::deflate::Deflater;
 
 /// gzip member header: deflate, no name, no time, unknown OS.
@@ -29,7 +30,7 @@ pub struct Segment {
 struct Deflated {
     /// Raw deflate ending in a sync flush: byte-aligned, not final, splicable.
     data: Bytes,
-    crc: crc32fast::Hasher,
+    crc: Crc,
 }
 
 impl Segment {
@@ -41,13 +42,9 @@ impl Segment {
     }
 
     fn deflated(&self) -> &Deflated {
-        self.deflated.get_or_init(|| {
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&self.plain);
-            Deflated {
-                data: deflate(&self.plain),
-                crc,
-            }
+        self.deflated.get_or_init(|| Deflated {
+            data: deflate(&self.plain),
+            crc: Crc::of(&self.plain),
         })
     }
 }
@@ -73,12 +70,12 @@ fn deflate(plain: &[u8]) -> Bytes {
 
 /// Consecutive segments, with the CRC of their text combined and their deflate streams
 /// gathered into pieces on first demand. A change combines and gathers again only the run
-/// holding it: a gzip body combines a few dozen CRCs instead of hundreds (combining one
-/// costs a microsecond or so), and copies only the streams of the runs that changed.
+/// holding it: a gzip body combines a few hundred CRCs instead of thousands, and copies
+/// only the streams of the runs that changed.
 pub struct Run {
     segments: Vec<Arc<Segment>>,
     len: u64,
-    crc: OnceLock<crc32fast::Hasher>,
+    crc: OnceLock<Crc>,
     gzip: OnceLock<Vec<Bytes>>,
 }
 
@@ -113,14 +110,9 @@ impl Run {
             .map(|s| s.deflated())
     }
 
-    fn crc(&self) -> &crc32fast::Hasher {
-        self.crc.get_or_init(|| {
-            let mut crc = crc32fast::Hasher::new();
-            for d in self.deflated() {
-                crc.combine(&d.crc);
-            }
-            crc
-        })
+    fn crc(&self) -> &Crc {
+        self.crc
+            .get_or_init(|| Crc::join(self.deflated().map(|d| &d.crc)))
     }
 }
 
@@ -142,7 +134,7 @@ pub struct Exposition {
     pub(super) built: tokio::time::Instant,
     runs: Vec<Arc<Run>>,
     len: u64,
-    plain: Arc<[Bytes]>,
+    plain: OnceLock<Arc<[Bytes]>>,
     gzip: OnceLock<Arc<[Bytes]>>,
 }
 
@@ -154,24 +146,37 @@ impl Exposition {
         runs: Vec<Arc<Run>>,
     ) -> Exposition {
         let len = runs.iter().map(|r| r.len).sum();
-        let plain = Chunks::list(
-            runs.iter()
-                .flat_map(|r| &r.segments)
-                .map(|s| s.plain.clone()),
-        );
         Exposition {
             generation,
             built,
             runs,
             len,
-            plain,
+            plain: OnceLock::new(),
             gzip: OnceLock::new(),
         }
     }
 
     /// The text exposition as a response body (no copy: the segments' bytes are shared).
     pub fn plain(&self) -> Body {
-        Body::new(self.plain.clone())
+        Body::new(self.plain_parts().clone())
+    }
+
+    /// Lists the text's pieces now, so that serving it later costs nothing. Only bodies
+    /// served as text list them: with thousands of segments, listing and later releasing
+    /// them is a good part of what a new body costs.
+    pub fn prepare_plain(&self) {
+        self.plain_parts();
+    }
+
+    fn plain_parts(&self) -> &Arc<[Bytes]> {
+        self.plain.get_or_init(|| {
+            Chunks::list(
+                self.runs
+                    .iter()
+                    .flat_map(|r| &r.segments)
+                    .map(|s| s.plain.clone()),
+            )
+        })
     }
 
     /// The same exposition gzip-encoded (some 7% of the text): one gzip member made of the
@@ -199,10 +204,7 @@ impl Exposition {
 
     fn gzip_parts(&self) -> &Arc<[Bytes]> {
         self.gzip.get_or_init(|| {
-            let mut crc = crc32fast::Hasher::new();
-            for run in &self.runs {
-                crc.combine(run.crc());
-            }
+            let crc = Crc::join(self.runs.iter().map(|r| r.crc()));
             let streams = self.runs.iter().flat_map(|r| r.gzip_pieces());
             let total = streams.clone().map(Bytes::len).sum::<usize>();
             // The trailer: the end block, then CRC and length, four bytes each.
@@ -212,7 +214,7 @@ impl Exposition {
                 pieces.add(piece, GZIP_SHARED);
             }
             pieces.copy(&DEFLATE_END);
-            pieces.copy(&crc.finalize().to_le_bytes());
+            pieces.copy(&crc.value().to_le_bytes());
             // ISIZE is the length modulo 2^32.
             pieces.copy(&(self.len as u32).to_le_bytes());
             Chunks::list(pieces.finish())
@@ -222,8 +224,8 @@ impl Exposition {
     /// The whole text in one buffer (for `once` and tests).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len as usize);
-        for part in self.plain.iter() {
-            out.extend_from_slice(part);
+        for segment in self.runs.iter().flat_map(|r| &r.segments) {
+            out.extend_from_slice(&segment.plain);
         }
         out
     }

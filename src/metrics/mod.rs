@@ -7,6 +7,7 @@
 //! cached encoding ([`cache`]).
 
 mod cache;
+mod crc;
 mod deflate;
 mod encode;
 mod exposition;
