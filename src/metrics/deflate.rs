@@ -188,8 +188,13 @@ mod tests {
             assert!(stream.len() > before);
         }
         stream.extend_from_slice(&[0x03, 0x00]);
+        zlib_inflate(&stream)
+    }
+
+    /// A raw deflate stream inflated by zlib's inflater.
+    fn zlib_inflate(stream: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::DeflateDecoder::new(&stream[..])
+        flate2::read::DeflateDecoder::new(stream)
             .read_to_end(&mut out)
             .expect("a valid deflate stream");
         out
@@ -277,10 +282,7 @@ mod tests {
         w.put(0, 3);
         w.align();
         stream.extend_from_slice(&[0, 0, 0xff, 0xff, 0x03, 0x00]);
-        let mut out = Vec::new();
-        flate2::read::DeflateDecoder::new(&stream[..])
-            .read_to_end(&mut out)
-            .expect("a valid deflate stream");
+        let out = zlib_inflate(&stream);
         assert_eq!(out.len(), expected.len());
         assert!(out == expected);
     }
