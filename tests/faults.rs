@@ -250,6 +250,9 @@ async fn iam_token_expiring_mid_run() {
     // Revoked between two renewals (about a minute apart), 15 to 40 s after the last one,
     // so that a poll (every 10 s) meets a refusal before the next renewal.
     tokio::time::sleep(Duration::from_secs(300)).await;
+    // Renewals a minute apart open that window within any 2 minutes; without them the
+    // test fails here rather than waiting forever on the paused clock.
+    let mut waited = 0;
     loop {
         let renewed = sim
             .log()
@@ -257,10 +260,16 @@ async fn iam_token_expiring_mid_run() {
             .filter(|e| e.service == Service::Iam && e.status == 201)
             .map(|e| e.at)
             .max()
-            .unwrap();
+            .expect("the token was issued");
         if (Duration::from_secs(15)..Duration::from_secs(40)).contains(&renewed.elapsed()) {
             break;
         }
+        waited += 1;
+        assert!(
+            waited < 120,
+            "no token renewal 15-40 s ago within 2 minutes; the last was {:?} ago",
+            renewed.elapsed()
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     sim.revoke_issued_tokens();
